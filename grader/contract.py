@@ -1,0 +1,48 @@
+"""Submission contract v1: the names both sides agree on (files, variables, hyperparameters)."""
+
+from __future__ import annotations
+
+CONTRACT_VERSION = 1
+
+# Environment the grader sets for a submission (defaults apply when a student runs by hand).
+ENV_OUTPUT_DIR = "GRADER_OUTPUT_DIR"
+ENV_DATA_DIR = "GRADER_DATA_DIR"
+ENV_PROFILE = "GRADER_PROFILE"
+ENV_TIME_BUDGET = "GRADER_TIME_BUDGET_S"
+ENV_SEED = "GRADER_SEED"
+
+PROFILES = ("quick", "full")
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+SEARCHES = ("grid", "random", "bayesian")
+
+# Canonical hyperparameter names, in the order tables and reports show them.
+HYPERPARAMETERS = ("learning_rate", "batch_size", "epochs", "filters", "kernel_size", "dropout", "l2")
+
+# Files a submission leaves in its output dir.
+SEARCH_SPACES_FILE = "search_spaces.json"
+TRIALS_FILE = "trials.jsonl"
+COMPARISON_FILE = "comparison.csv"
+ANSWERS_FILE = "answers.yaml"
+MODELS_DIR = "models"
+PLOTS_DIR = "plots"
+TUNER_DIR = "tuner"
+
+
+def best_model_path(search: str) -> str:
+    """Relative path of a search's exported best model inside the output dir."""
+    return f"{MODELS_DIR}/best_{search}.keras"
+
+
+COMPARISON_COLUMNS = (
+    "search",
+    "trials",
+    "completed_trials",
+    "best_trial_id",
+    "best_val_accuracy",
+    "best_val_loss",
+    "total_train_seconds",
+    *HYPERPARAMETERS,
+)
+
+# Trial statuses, as KerasTuner names them.
+TRIAL_STATUSES = ("COMPLETED", "FAILED", "INVALID", "STOPPED")

@@ -1,0 +1,1 @@
+"""The instructor's reference solution; student_template/ is generated from it."""

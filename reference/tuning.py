@@ -1,0 +1,250 @@
+"""Reference solution: tune a small CNN with KerasTuner grid search and random search, and report what was learned.
+
+Read it top to bottom:
+  1. the baseline CNN, built from hyperparameters (build_model) and trained by a
+     HyperModel that also tunes batch size and epochs (CNNHyperModel);
+  2. the search spaces of each profile (grid_search_space, random_search_space);
+  3. running the searches (run_search), which writes trials.jsonl as trials end;
+  4. answering the analysis questions from the trials (answer_questions);
+  5. main(): load data, search, export the best models, write the report.
+
+Run it with `python -m reference.run --profile quick --out outputs` (or through the
+grader, which sets GRADER_OUTPUT_DIR, GRADER_PROFILE, GRADER_TIME_BUDGET_S,
+GRADER_SEED and GRADER_DATA_DIR).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras
+import keras_tuner as kt
+
+from tunekit import analysis, data, report
+from tunekit.config import RunConfig, parse_args
+from tunekit.recorder import ORACLES, Deadline, RecordingTuner, TrialLog
+from tunekit.spaces import GridSpace, Range, RandomSpace, to_keras_tuner
+
+# ---- defaults, in one place -------------------------------------------------------
+PROFILE_DATA = {  # (train examples, validation examples); None = the whole train split, 10% held for validation
+    "quick": (3000, 1000),
+    "full": (None, None),
+}
+DEFAULTS = {"learning_rate": 1e-3, "batch_size": 64, "epochs": 1, "filters": 16, "kernel_size": 3, "dropout": 0.25, "l2": 0.0}
+DENSE_UNITS = 64
+REPORT_RESERVE_S = 20.0  # seconds kept back from the time budget to export models and write the report
+
+
+# ---- 1. the model ----------------------------------------------------------------------
+def build_model(hp: kt.HyperParameters, input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10) -> keras.Model:
+    """Two Conv2D+MaxPooling blocks, dropout and a dense head; filters, kernel_size, dropout, l2, learning_rate from hp."""
+    # BEGIN SOLUTION
+    filters = _hp(hp, "filters")
+    kernel_size = _hp(hp, "kernel_size")
+    l2 = _hp(hp, "l2")
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = keras.layers.Conv2D(filters, kernel_size, padding="same", activation="relu", kernel_regularizer=regularizer)(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(2 * filters, kernel_size, padding="same", activation="relu", kernel_regularizer=regularizer)(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(_hp(hp, "dropout"))(x)
+    x = keras.layers.Dense(DENSE_UNITS, activation="relu", kernel_regularizer=regularizer)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+
+    model = keras.Model(inputs, outputs, name="baseline_cnn")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=_hp(hp, "learning_rate")),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+    # END SOLUTION
+
+
+class CNNHyperModel(kt.HyperModel):
+    """Builds the CNN for a trial and trains it with the trial's batch_size and epochs."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
+        super().__init__(name="baseline_cnn")
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        return build_model(hp, self.input_shape, self.num_classes)
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        """Train with the trial's batch size and number of epochs."""
+        # BEGIN SOLUTION
+        return model.fit(*args, batch_size=_hp(hp, "batch_size"), epochs=_hp(hp, "epochs"), **kwargs)
+        # END SOLUTION
+
+
+def _hp(hp: kt.HyperParameters, name: str) -> Any:
+    """The trial's value of a hyperparameter, or its default when the search does not set it."""
+    return hp.get(name) if name in hp.values else DEFAULTS[name]
+
+
+# ---- 2. the search spaces ---------------------------------------------------------------
+def grid_search_space(profile: str) -> GridSpace:
+    """The grid: every combination of these values is trained once."""
+    # BEGIN SOLUTION
+    if profile == "quick":  # 2 x 2 x 2 x 2 = 16 trials of one epoch on 3,000 images
+        return GridSpace(
+            values={"learning_rate": (0.001, 0.01), "batch_size": (32, 64), "filters": (8, 16), "dropout": (0.0, 0.3)},
+            fixed={"epochs": 1, "kernel_size": 3, "l2": 0.0},
+        )
+    # the lecture's grid: 3 x 3 x 2 x 2 x 2 = 72 trials, meant for a GPU
+    return GridSpace(
+        values={
+            "learning_rate": (0.001, 0.01, 0.1),
+            "batch_size": (32, 64, 128),
+            "filters": (16, 32),
+            "dropout": (0.25, 0.5),
+            "epochs": (3, 6),
+        },
+        fixed={"kernel_size": 3, "l2": 0.0},
+    )
+    # END SOLUTION
+
+
+def random_search_space(profile: str) -> RandomSpace:
+    """The random search: ranges to sample from, and how many trials to sample."""
+    # BEGIN SOLUTION
+    ranges = {
+        "learning_rate": Range.float(1e-4, 1e-1, sampling="log"),
+        "batch_size": Range.choice(32, 64, 128),
+        "filters": Range.int(8, 32, step=8),
+        "dropout": Range.float(0.0, 0.5),
+        "kernel_size": Range.choice(3, 5),
+        "l2": Range.float(1e-6, 1e-3, sampling="log"),
+    }
+    if profile == "quick":
+        return RandomSpace(ranges=ranges, max_trials=8, fixed={"epochs": 1})
+    return RandomSpace(ranges={**ranges, "epochs": Range.int(3, 6)}, max_trials=24)
+    # END SOLUTION
+
+
+# ---- 3. running a search ----------------------------------------------------------------
+def run_search(
+    search: str,
+    space: GridSpace | RandomSpace,
+    dataset: data.TrainVal,
+    config: RunConfig,
+    *,
+    deadline: Deadline | None = None,
+) -> RecordingTuner:
+    """Run one search with KerasTuner; each finished trial is appended to trials.jsonl as it ends."""
+    max_trials = space.size if isinstance(space, GridSpace) else space.max_trials
+    oracle = ORACLES[search](
+        objective=kt.Objective("val_accuracy", direction="max"),
+        max_trials=max_trials,
+        hyperparameters=to_keras_tuner(space),
+        tune_new_entries=False,
+        seed=config.seed,
+    )
+    tuner = RecordingTuner(
+        search=search,
+        trial_log=TrialLog(config.out / "trials.jsonl"),
+        seed=config.seed,
+        deadline=deadline,
+        oracle=oracle,
+        hypermodel=CNNHyperModel(dataset.x_train.shape[1:], 10),
+        directory=str(config.out / "tuner"),
+        project_name=search,
+        overwrite=True,
+    )
+    tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+    return tuner
+
+
+# ---- 4. the analysis questions --------------------------------------------------------------
+def answer_questions(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Answer the assignment's questions from the trials themselves, not from expectations."""
+    # BEGIN SOLUTION
+    effects = analysis.hyperparameter_effects(trials)
+    best = {s: analysis.best_trial([t for t in trials if t["search"] == s]) for s in ("grid", "random")}
+    seconds = {s: round(sum(t["train_seconds"] for t in trials if t["search"] == s), 2) for s in ("grid", "random")}
+    acc = {s: round(float(b["val_accuracy"]), 4) for s, b in best.items() if b is not None}
+    winner = max(acc, key=lambda s: (acc[s], -seconds[s])) if acc else "grid"
+    loser = "random" if winner == "grid" else "grid"
+    counts = {s: sum(1 for t in trials if t["search"] == s) for s in ("grid", "random")}
+    top = effects[0] if effects else None
+
+    def describe(name: str) -> str:
+        effect = next((e for e in effects if e.name == name), None)
+        if effect is None:
+            return f"{name} did not vary across the completed trials, so the trials say nothing about it."
+        parts = ", ".join(f"{lv.label}: {lv.mean_val_accuracy:.3f} over {lv.n} trials ({lv.mean_train_seconds:.1f} s each)"
+                          for lv in effect.levels)
+        rank = [e.name for e in effects].index(name) + 1
+        return (f"Mean validation accuracy by {name}: {parts}. It explains {effect.share:.0%} of the variance in "
+                f"validation accuracy (rank {rank} of {len(effects)}); the best level was {effect.best_level.label}.")
+
+    comparison = (
+        f"The {winner} search found the better model ({acc.get(winner, 0):.4f} validation accuracy in "
+        f"{counts[winner]} trials, {seconds[winner]:.1f} s of training) against {acc.get(loser, 0):.4f} for the "
+        f"{loser} search ({counts[loser]} trials, {seconds[loser]:.1f} s). Random search spent "
+        f"{seconds['random'] / max(seconds['grid'], 1e-9):.2f}x the grid's training time."
+    )
+    return {
+        "most_important_hyperparameter": top.name if top else None,
+        "hyperparameter_ranking": [e.name for e in effects],
+        "better_search": winner,
+        "best_val_accuracy": acc,
+        "search_seconds": seconds,
+        "search_comparison": comparison,
+        "learning_rate_effect": describe("learning_rate"),
+        "batch_size_effect": describe("batch_size"),
+    }
+    # END SOLUTION
+
+
+# ---- 5. the whole run -------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv, description=__doc__.splitlines()[0])
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "trials.jsonl").unlink(missing_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    started = time.monotonic()
+
+    train_size, val_size = PROFILE_DATA[config.profile]
+    dataset = data.load_train_val(config.dataset, data_dir=config.data_dir, train_size=train_size, val_size=val_size,
+                                  seed=config.seed)
+    print(f"data: {len(dataset.x_train)} train / {len(dataset.x_val)} validation images from {dataset.source}")
+
+    spaces: dict[str, GridSpace | RandomSpace] = {"grid": grid_search_space(config.profile)}
+    spaces["random"] = random_search_space(config.profile)
+    if config.bayesian:
+        spaces["bayesian"] = random_search_space(config.profile)
+    report.write_search_spaces(config.out, dataset=config.dataset, profile=config.profile, spaces=spaces)
+
+    planned = {s: (sp.size if isinstance(sp, GridSpace) else sp.max_trials) for s, sp in spaces.items()}
+    for search, space in spaces.items():
+        deadline = None
+        if config.time_budget_s is not None:  # share what is left in proportion to the trials still planned
+            left = config.time_budget_s - (time.monotonic() - started) - REPORT_RESERVE_S
+            share = planned[search] / sum(planned[s] for s in list(spaces)[list(spaces).index(search):])
+            deadline = Deadline(max(0.0, left * share))
+        tuner = run_search(search, space, dataset, config, deadline=deadline)
+        models = tuner.get_best_models(1) if tuner.oracle.get_best_trials(1) else []
+        if models:
+            (config.out / "models").mkdir(exist_ok=True)
+            models[0].save(config.out / "models" / f"best_{search}.keras")
+        print(f"{search} search: {len(tuner.oracle.trials)} trials")
+
+    trials = TrialLog(config.out / "trials.jsonl").read()
+    rows = report.comparison_rows(trials, list(spaces))
+    report.write_comparison(config.out, rows)
+    report.write_plots(config.out, trials, list(spaces))
+    report.write_answers(config.out, answer_questions(trials))
+    print(report.format_table(rows))
+    print(f"wrote {config.out} in {time.monotonic() - started:.1f} s")
+    return 0

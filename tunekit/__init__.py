@@ -1,0 +1,1 @@
+"""Support library a submission uses: data, trial recording, reports."""

@@ -1,0 +1,157 @@
+"""KerasTuner tuners that append each finished trial to trials.jsonl and stop starting trials when time runs out."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+from grader.contract import CONTRACT_VERSION, HYPERPARAMETERS
+
+
+class TrialLog:
+    """trials.jsonl: one JSON object per finished trial, appended, flushed and fsync'd as each trial ends."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, allow_nan=False, separators=(",", ":"))
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text("utf-8").splitlines() if line.strip()]
+
+
+class Deadline:
+    """Decides whether another trial fits before a wall-clock deadline (monotonic seconds)."""
+
+    def __init__(self, budget_s: float | None, reserve_s: float = 0.0) -> None:
+        self.end = None if budget_s is None else time.monotonic() + budget_s - reserve_s
+        self.last_trial_s = 0.0
+
+    def allows_another(self) -> bool:
+        return self.end is None or time.monotonic() + self.last_trial_s < self.end
+
+    def remaining(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+
+class _DeadlineOracle:
+    """Oracle mixin: the one hook it overrides is populate_space, which stops the search past the deadline."""
+
+    deadline: Deadline | None = None
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        if self.deadline is not None and not self.deadline.allows_another():
+            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+        return super().populate_space(trial_id)  # type: ignore[misc]
+
+
+class GridSearchOracle(_DeadlineOracle, kt.oracles.GridSearchOracle):
+    pass
+
+
+class RandomSearchOracle(_DeadlineOracle, kt.oracles.RandomSearchOracle):
+    pass
+
+
+class BayesianOptimizationOracle(_DeadlineOracle, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
+ORACLES = {"grid": GridSearchOracle, "random": RandomSearchOracle, "bayesian": BayesianOptimizationOracle}
+
+
+class RecordingTuner(kt.Tuner):
+    """A KerasTuner Tuner that seeds each trial, times it, and writes its line to trials.jsonl when it ends."""
+
+    def __init__(self, *, search: str, trial_log: TrialLog, seed: int, deadline: Deadline | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.search_name = search
+        self.trial_log = trial_log
+        self.seed = seed
+        self.deadline = deadline
+        self.oracle.deadline = deadline
+        self._runs: dict[str, tuple[float, dict[str, list[float]]]] = {}
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        keras.utils.set_random_seed(self.seed)
+        start = time.perf_counter()
+        try:
+            histories = super().run_trial(trial, *args, **kwargs)
+        finally:
+            self._runs[trial.trial_id] = (time.perf_counter() - start, {})
+        history = histories[-1].history if histories and hasattr(histories[-1], "history") else {}
+        self._runs[trial.trial_id] = (self._runs[trial.trial_id][0], history)
+        return histories
+
+    def on_trial_end(self, trial: Any) -> None:
+        super().on_trial_end(trial)
+        seconds, history = self._runs.pop(trial.trial_id, (0.0, {}))
+        if self.deadline is not None:
+            self.deadline.last_trial_s = seconds
+        record = trial_record(self.search_name, self.oracle.get_trial(trial.trial_id), history, seconds)
+        self.trial_log.append(record)
+        print(progress_line(record), flush=True)
+
+
+def trial_record(search: str, trial: Any, history: dict[str, list[float]], seconds: float) -> dict[str, Any]:
+    """The contract's trials.jsonl line for a KerasTuner trial."""
+    clean = {k: [_num(v) for v in vals] for k, vals in history.items()}
+    status = str(trial.status)
+    val_acc = val_loss = None
+    if status == "COMPLETED" and clean.get("val_accuracy"):
+        best = max(range(len(clean["val_accuracy"])), key=lambda i: clean["val_accuracy"][i])
+        val_acc = clean["val_accuracy"][best]
+        val_loss = clean["val_loss"][best] if clean.get("val_loss") else None
+    message = str(trial.message or "")
+    if status == "COMPLETED" and (val_acc is None or val_loss is None):
+        status, message = "FAILED", "training diverged: validation metrics are not finite numbers"
+    if status != "COMPLETED":
+        val_acc = val_loss = None
+    values = trial.hyperparameters.values
+    record: dict[str, Any] = {
+        "contract_version": CONTRACT_VERSION,
+        "search": search,
+        "trial_id": str(trial.trial_id),
+        "hyperparameters": {k: _plain(values[k]) for k in HYPERPARAMETERS if k in values},
+        "status": status,
+        "val_accuracy": val_acc,
+        "val_loss": val_loss,
+        "history": clean,
+        "train_seconds": round(seconds, 4),
+        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if message:
+        record["message"] = message[-2000:]
+    return record
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    """One terminal line per finished trial."""
+    hps = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["hyperparameters"].items())
+    result = f"val_accuracy {record['val_accuracy']:.4f}" if record["val_accuracy"] is not None else record["status"]
+    return f"{record['search']:>6} trial {record['trial_id']}: {result} in {record['train_seconds']:.1f} s  {hps}"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _num(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
