@@ -44,6 +44,9 @@ _CSV_MAY_BE_EMPTY = ("best_trial_id", "best_val_accuracy", "best_val_loss", *con
 
 JsonPath = tuple[str | int, ...]
 
+# The key whose const picks the branch of a oneOf in the bundled schemas ("type": "float" | "int" | "choice").
+_DISCRIMINATOR = "type"
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -89,12 +92,9 @@ def validate_output_dir(
 
     violations: list[Violation] = []
     violations += check_search_spaces(root / contract.SEARCH_SPACES_FILE)
-    trials, trial_violations, trial_searches = _read_trials(root / contract.TRIALS_FILE)
+    _, trial_violations, trial_searches = _read_trials(root / contract.TRIALS_FILE)
     violations += trial_violations
-    trials_present = (root / contract.TRIALS_FILE).is_file()
-    violations += check_comparison(
-        root / contract.COMPARISON_FILE, trial_searches if trials_present else None
-    )
+    violations += check_comparison(root / contract.COMPARISON_FILE, trial_searches)
     violations += check_answers(root / contract.ANSWERS_FILE)
     for search in searches:
         violations += check_keras_archive(root, contract.best_model_path(search))
@@ -110,19 +110,17 @@ def check_search_spaces(path: Path) -> list[Violation]:
     """Violations of search_spaces.json: syntax, non-finite numbers, schema, and the rules a schema can't state."""
     name = path.name
     try:
-        doc = _parse_json(_read_text(path))
+        doc = json.loads(_read_text(path))
     except _FileProblem as exc:
         return [Violation(name, "", str(exc))]
     except json.JSONDecodeError as exc:
-        return [Violation(name, f"line {exc.lineno}, column {exc.colno}", f"not valid JSON: {exc.msg}")]
+        return [Violation(name, f"line {exc.lineno}, column {exc.colno}", f"not valid JSON: {_json_problem(exc)}")]
     except RecursionError:
         return [Violation(name, "", "nested too deeply to read")]
 
     found = [(where, message) for where, message in _nonfinite(doc)]
     skip = {where for where, _ in found}
-    found += [
-        (where, message) for where, message, _ in _schema_findings(doc, "search_spaces") if where not in skip
-    ]
+    found += [(where, message) for where, message in _schema_findings(doc, "search_spaces") if where not in skip]
     found += [(json_path(parts), message) for parts, message in search_space_rules(doc)]
     return _capped(name, (Violation(name, where, message) for where, message in found))
 
@@ -176,12 +174,13 @@ def read_trials(path: str | Path) -> tuple[list[dict[str, Any]], list[Violation]
     return trials, violations
 
 
-def _read_trials(path: Path) -> tuple[list[dict[str, Any]], list[Violation], set[str]]:
+def _read_trials(path: Path) -> tuple[list[dict[str, Any]], list[Violation], set[str] | None]:
+    """read_trials, plus the searches named by lines that parse (None when the file could not be read)."""
     name = path.name
     try:
         raw = _read_bytes(path)
     except _FileProblem as exc:
-        return [], [Violation(name, "", str(exc))], set()
+        return [], [Violation(name, "", str(exc))], None
 
     trials: list[dict[str, Any]] = []
     found: list[Violation] = []
@@ -196,7 +195,7 @@ def _read_trials(path: Path) -> tuple[list[dict[str, Any]], list[Violation], set
         seen_any = True
         line_no = index + 1
         parsed, problems = _parse_trial_line(chunk, line_no, cut_off=index == last_index)
-        if problems and parsed is _UNPARSED:
+        if parsed is _UNPARSED:
             found += [Violation(name, where, message) for where, message in problems]
             continue
         record: Any = parsed
@@ -232,9 +231,9 @@ def _parse_trial_line(chunk: bytes, line_no: int, *, cut_off: bool) -> tuple[Any
     except UnicodeDecodeError:
         return _UNPARSED, [(where, "not UTF-8 text")]
     try:
-        record = _parse_json(text)
+        record = json.loads(text)
     except json.JSONDecodeError as exc:
-        message = f"not valid JSON: {exc.msg} (column {exc.colno})"
+        message = f"not valid JSON: {_json_problem(exc)} at column {exc.colno}"
         if cut_off:
             message += "; it is the last line and has no newline, so the run was probably stopped while writing it"
         return _UNPARSED, [(where, message)]
@@ -242,7 +241,7 @@ def _parse_trial_line(chunk: bytes, line_no: int, *, cut_off: bool) -> tuple[Any
         return _UNPARSED, [(where, "nested too deeply to read")]
     found = _nonfinite(record)
     skip = {p for p, _ in found}
-    found += [(p, m) for p, m, _ in _schema_findings(record, "trial", _skip_conditional) if p not in skip]
+    found += [(p, m) for p, m in _schema_findings(record, "trial", _skip_conditional) if p not in skip]
     found += [(json_path(parts), m) for parts, m in trial_rules(record)]
     return record, [(f"{where}: {p}", m) for p, m in found]
 
@@ -283,7 +282,7 @@ def _skip_conditional(error: jsonschema.ValidationError) -> bool:
 def check_comparison(path: Path, trial_searches: set[str] | None) -> list[Violation]:
     """Violations of comparison.csv: exact header, numeric cells, one row per search that has trials.
 
-    trial_searches is None when there is no trials.jsonl to hold the rows against.
+    trial_searches are the searches trials.jsonl names; None when it could not be read (no cross-check).
     """
     name = path.name
     try:
@@ -341,7 +340,7 @@ def check_comparison(path: Path, trial_searches: set[str] | None) -> list[Violat
             if message:
                 found.append(Violation(name, f"{where}: {column}", message))
     for search in contract.SEARCHES:
-        if trial_searches and search in trial_searches and search not in row_of:
+        if trial_searches is not None and search in trial_searches and search not in row_of:
             found.append(Violation(name, "", f"no row for search {search}, which has trials in trials.jsonl"))
     return _capped(name, found)
 
@@ -399,7 +398,7 @@ def check_answers(path: Path) -> list[Violation]:
         return [Violation(name, "", "file is empty")]
     found = _nonfinite(doc)
     skip = {where for where, _ in found}
-    found += [(where, message) for where, message, _ in _schema_findings(doc, "answers") if where not in skip]
+    found += [(where, message) for where, message in _schema_findings(doc, "answers") if where not in skip]
     return _capped(name, (Violation(name, where, message) for where, message in found))
 
 
@@ -410,10 +409,9 @@ def check_answers(path: Path) -> list[Violation]:
 def check_keras_archive(root: Path, relative: str) -> list[Violation]:
     """Violations of one exported model: it must be a Keras v3 archive (a zip with config, metadata, weights)."""
     path = root / relative
-    if not path.exists():
-        return [Violation(relative, "", "file is missing")]
-    if not path.is_file():
-        return [Violation(relative, "", "not a Keras v3 archive: it is not a regular file")]
+    problem = _not_regular(path)
+    if problem:
+        return [Violation(relative, "", problem)]
     try:
         if not zipfile.is_zipfile(path):
             return [Violation(relative, "", "not a Keras v3 archive: not a zip file")]
@@ -434,7 +432,7 @@ def check_plots(path: Path) -> list[Violation]:
         return [Violation(f"{name}/", "", "folder is missing")]
     if not path.is_dir():
         return [Violation(f"{name}/", "", "not a folder")]
-    files = sorted(p for p in path.iterdir() if p.is_file())
+    files = sorted(p for p in path.iterdir() if p.is_file() or p.is_symlink())
     if not files:
         return [Violation(f"{name}/", "", "folder has no files")]
     found: list[Violation] = []
@@ -442,6 +440,10 @@ def check_plots(path: Path) -> list[Violation]:
         if file.suffix.lower() != ".png":
             continue
         relative = f"{name}/{file.name}"
+        problem = _not_regular(file)
+        if problem:
+            found.append(Violation(relative, "", problem))
+            continue
         try:
             with file.open("rb") as fh:
                 head = fh.read(len(PNG_SIGNATURE))
@@ -457,11 +459,25 @@ def check_plots(path: Path) -> list[Violation]:
 # Shared helpers
 
 
-def _read_bytes(path: Path) -> bytes:
+def _not_regular(path: Path) -> str | None:
+    """Why path is not a regular file the validator may read, or None when it is.
+
+    A symbolic link is refused: it could point outside the output dir (and its content
+    would end up in feedback) or at something that never ends, such as a FIFO.
+    """
+    if path.is_symlink():
+        return "is a symbolic link, not a regular file"
     if not path.exists():
-        raise _FileProblem("file is missing")
+        return "file is missing"
     if not path.is_file():
-        raise _FileProblem("not a regular file")
+        return "not a regular file"
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    problem = _not_regular(path)
+    if problem:
+        raise _FileProblem(problem)
     try:
         size = path.stat().st_size
         if size > MAX_TEXT_BYTES:
@@ -481,13 +497,18 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
         raise _FileProblem(f"not UTF-8 text (byte {exc.start})") from exc
 
 
-def _parse_json(text: str) -> Any:
-    """json.loads, which (like Python) reads NaN, Infinity and 1e999 as floats: _nonfinite reports them."""
-    return json.loads(text)
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    """The decoder's message without its dangling 'starting at' (the position is given separately)."""
+    return exc.msg.removesuffix(" starting at")
 
 
 def _nonfinite(doc: Any) -> list[tuple[str, str]]:
-    """(json path, message) for every NaN or infinite number in doc, in document order (iteratively: no recursion)."""
+    """(json path, message) for every NaN or infinite number in doc, in document order.
+
+    json.loads reads the tokens NaN, Infinity and -Infinity (and overflows such as 1e999)
+    as floats, and YAML has .nan and .inf: walking the parsed value catches them all.
+    Iterative, so a deeply nested document cannot exhaust the stack.
+    """
     found: list[tuple[str, str]] = []
     stack: list[tuple[JsonPath, Any]] = [((), doc)]
     while stack:
@@ -504,25 +525,25 @@ def _nonfinite(doc: Any) -> list[tuple[str, str]]:
 
 def _schema_findings(
     obj: Any, schema_name: str, skip: Callable[[jsonschema.ValidationError], bool] | None = None
-) -> list[tuple[str, str, jsonschema.ValidationError]]:
-    """(json path, message, error) for every violation of a bundled schema, oneOf/anyOf unpacked to the branch meant."""
+) -> list[tuple[str, str]]:
+    """(json path, message) for every violation of a bundled schema, oneOf/anyOf unpacked to the branch meant."""
     validator = jsonschema.Draft202012Validator(load_schema(schema_name))
     try:
         top = [e for e in validator.iter_errors(obj) if skip is None or not skip(e)]
         errors = [e for error in top for e in _unpack(error, top)]
     except RecursionError:
-        return [("$", "nested too deeply to check", jsonschema.ValidationError("recursion"))]
+        return [("$", "nested too deeply to check")]
     errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
-    return [(json_path(e.absolute_path), _shorten(e.message), e) for e in errors]
+    return [(json_path(e.absolute_path), _shorten(e.message)) for e in errors]
 
 
 def _unpack(error: jsonschema.ValidationError, siblings: Sequence[jsonschema.ValidationError]) -> Iterator[jsonschema.ValidationError]:
     """Replace a failed oneOf/anyOf by the errors of the one branch the instance was meant for.
 
-    A branch is not meant when the instance has the wrong JSON type for it or a
-    discriminating key (a const such as "type": "float") says another branch. When no
-    branch is meant and another error already covers this instance (its own `type` or
-    `enum`), the oneOf adds nothing and is dropped.
+    A branch is not meant when the instance has the wrong JSON type for it or its
+    discriminating key (`"type": "float"`) names another branch. When no single branch
+    is meant and another error already covers this instance (its own `type`, `required`
+    or `enum`), the bare "not valid under any of the given schemas" adds nothing and is dropped.
     """
     if error.validator not in ("oneOf", "anyOf") or not error.context:
         yield error
@@ -542,13 +563,13 @@ def _unpack(error: jsonschema.ValidationError, siblings: Sequence[jsonschema.Val
         and list(other.absolute_path)[: len(here)] == here
         for other in siblings
     )
-    if not (covered and not meant):
+    if not covered:
         yield error
 
 
 def _not_meant(sub: jsonschema.ValidationError) -> bool:
-    depth = len(sub.relative_path)
-    return (depth == 0 and sub.validator in ("type", "const")) or (depth == 1 and sub.validator == "const")
+    path = list(sub.relative_path)
+    return (not path and sub.validator in ("type", "const")) or (path == [_DISCRIMINATOR] and sub.validator == "const")
 
 
 def _capped(file: str, violations: Iterable[Violation]) -> list[Violation]:

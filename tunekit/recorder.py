@@ -37,14 +37,17 @@ class TrialLog:
 
 
 class Deadline:
-    """Decides whether another trial fits before a wall-clock deadline (monotonic seconds)."""
+    """Decides whether another trial fits before a wall-clock deadline (monotonic seconds); the first always does."""
 
-    def __init__(self, budget_s: float | None, reserve_s: float = 0.0) -> None:
-        self.end = None if budget_s is None else time.monotonic() + budget_s - reserve_s
+    def __init__(self, budget_s: float | None, min_trials: int = 1) -> None:
+        self.end = None if budget_s is None else time.monotonic() + budget_s
+        self.min_trials = min_trials
         self.last_trial_s = 0.0
 
-    def allows_another(self) -> bool:
-        return self.end is None or time.monotonic() + self.last_trial_s < self.end
+    def allows_another(self, trials_so_far: int) -> bool:
+        if self.end is None or trials_so_far < self.min_trials:
+            return True
+        return time.monotonic() + self.last_trial_s < self.end
 
     def remaining(self) -> float | None:
         return None if self.end is None else self.end - time.monotonic()
@@ -56,7 +59,7 @@ class _DeadlineOracle:
     deadline: Deadline | None = None
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
-        if self.deadline is not None and not self.deadline.allows_another():
+        if self.deadline is not None and not self.deadline.allows_another(len(self.trials)):
             return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
         return super().populate_space(trial_id)  # type: ignore[misc]
 

@@ -1,0 +1,198 @@
+"""The `grade` verb: grade every submission of a batch, skip what is unchanged, keep each result, rebuild the gradebook."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from grader import __version__
+from grader.gradebook import rebuild_gradebook
+from grader.result import Result, Slot, Timings, needs_grading, read_result, write_result
+from grader.rubric import Rubric, load_rubric
+from grader.runner import Job, TestSplit, grade_submission
+from grader.sandbox import SandboxUnavailableError, bwrap_usable
+from grader.scheduler import Executor, LocalExecutor, plan_slots, threads_per_slot
+from grader.session import Layout, SessionSettings, limits_from_rubric
+from grader.staging import DuplicateStudentError, InvalidSubmissionError, Submission, discover, hash_source
+from tunekit import data
+
+PACKAGES = ("keras", "keras-tuner", "torch", "tensorflow", "numpy", "nbclient")
+DATA_DIR = ".data"  # under OUT: the train split handed to submissions, the test images for evaluation
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a grading run did."""
+
+    graded: tuple[str, ...]
+    skipped: tuple[str, ...]
+    statuses: dict[str, str] = field(default_factory=dict)
+    gradebook: Path | None = None
+
+
+def main(
+    *,
+    submissions: Sequence[Path],
+    rubric: Path,
+    out: Path,
+    profile: str | None = None,
+    time_limit: float | None = None,
+    gpus: str = "auto",
+    per_gpu: int = 1,
+    jobs: int = 1,
+    force: bool = False,
+    require_sandbox: bool = False,
+    backend: str = "torch",
+    console: Console | None = None,
+    executor: Executor | None = None,
+) -> BatchSummary:
+    """Grade the submissions found under the given paths into `out` (see the README's `grader grade`)."""
+    console = console or Console(stderr=True)
+    spec = load_rubric(rubric)
+    isolation = "auto"
+    if require_sandbox:
+        usable, why = bwrap_usable()
+        if not usable:
+            raise SandboxUnavailableError(f"--require-sandbox: bubblewrap is not usable here: {why}")
+        isolation = "bwrap"
+    found = _discover_all(submissions, spec)
+    slots = plan_slots(gpus, per_gpu=per_gpu, jobs=jobs)
+    out.mkdir(parents=True, exist_ok=True)
+    train_dir, test = _prepare_data(out, spec.dataset)
+    settings = SessionSettings(
+        profile=profile or spec.profile,
+        time_limit_s=float(time_limit or spec.time_limit_s),
+        seed=0,
+        backend=backend,
+        isolation=isolation,
+        limits=limits_from_rubric(spec.limits),
+        cell_timeout_s=spec.limits.get("cell_timeout_s"),
+        data_dir=train_dir,
+        threads=threads_per_slot(len(slots)),
+    )
+    packages = _package_versions()
+    todo, skipped = [], []
+    for sub in found:
+        layout = Layout(out / sub.student_id)
+        digest = _content_hash(sub)
+        try:
+            existing = read_result(layout.result)
+        except ValueError:
+            existing = None
+        grade, why = needs_grading(existing, content_hash=digest, rubric_hash=spec.hash, grader_version=__version__,
+                                   force=force)
+        if grade:
+            todo.append(Job(sub, digest, layout, settings, spec.entry_points, spec.hash, packages, test,
+                            int(spec.limits.get("max_model_mb", 100)) * 2**20, time.monotonic()))
+        else:
+            skipped.append(sub.student_id)
+    where = ", ".join(f"{s.kind} {s.gpu if s.gpu is not None else s.index}" for s in slots)
+    console.print(f"grading {len(todo)} of {len(found)} submissions ({len(skipped)} unchanged) on {len(slots)} "
+                  f"slot(s): {where}; profile {settings.profile}, {settings.time_limit_s:g} s each, "
+                  f"isolation {isolation}")
+    statuses: dict[str, str] = {}
+    counts = {"done": 0, "failed": 0, "timed_out": 0}
+    with Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                  transient=False) as progress:
+        task = progress.add_task(_counts_text(counts), total=len(todo))
+
+        def done(job: Job, result: Result) -> None:
+            write_result(job.layout.result, result)
+            statuses[result.student_id] = result.status
+            key = {"completed": "done", "timed_out": "timed_out"}.get(result.status, "failed")
+            counts[key] += 1
+            progress.update(task, advance=1, description=_counts_text(counts))
+            progress.console.print(f"{result.student_id}: {result.status} - {result.message}")
+            rebuild_gradebook(out)
+
+        (executor or LocalExecutor(slots)).run(todo, _guarded, done)
+    book = rebuild_gradebook(out)
+    console.print(f"gradebook: {book.csv_path} ({book.rows} students)")
+    for problem in book.skipped:
+        console.print(f"[yellow]skipped in the gradebook:[/] {problem}")
+    return BatchSummary(tuple(statuses), tuple(skipped), statuses, book.csv_path)
+
+
+def _guarded(job: Job, slot: Slot) -> Result:
+    """grade_submission, with a grader bug turned into that student's sandbox_error result instead of a dead batch."""
+    try:
+        return grade_submission(job, slot)
+    except Exception as exc:  # noqa: BLE001 - the batch must go on; the traceback is kept in the student's logs
+        job.layout.logs.mkdir(parents=True, exist_ok=True)
+        (job.layout.logs / "grader-error.log").write_text(traceback.format_exc(), "utf-8")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return Result(1, job.submission.student_id, job.content_hash, job.rubric_hash, __version__,
+                      job.settings.profile, "sandbox_error", f"grader error: {type(exc).__name__}: {exc}"[:500],
+                      None, None, None, Timings(0.0, 0.0, 0.0, now, now), slot, None, dict(job.packages),
+                      logs={"grader-error": "logs/grader-error.log"})
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return f"done {counts['done']}  failed {counts['failed']}  timed out {counts['timed_out']}"
+
+
+def _discover_all(paths: Sequence[Path], spec: Rubric) -> list[Submission]:
+    found: list[Submission] = []
+    for path in paths:
+        found.extend(discover(path, entry_points=spec.entry_points))
+    ids = [s.student_id for s in found]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise DuplicateStudentError(f"more than one submission for student id(s): {', '.join(dupes)}")
+    return found
+
+
+def _content_hash(sub: Submission) -> str:
+    """The submission's content hash; for one that cannot be read (a refused zip), the hash of its raw bytes."""
+    try:
+        return hash_source(sub)
+    except (InvalidSubmissionError, OSError):
+        digest = hashlib.sha256()
+        if sub.source.is_file():
+            with open(sub.source, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        return "sha256:" + digest.hexdigest()
+
+
+def _prepare_data(out: Path, dataset: str) -> tuple[Path, TestSplit]:
+    """Write the train split submissions get, and the test images the evaluation sandbox gets (labels stay here)."""
+    train_dir = out / DATA_DIR / "train"
+    train_file = train_dir / f"{dataset}.npz"
+    if not train_file.exists():
+        data.write_train_split(train_dir, dataset)
+    x_test, y_test = data.load_test(dataset)
+    images = out / DATA_DIR / "test" / f"{dataset}-images.npy"
+    if not images.exists():
+        images.parent.mkdir(parents=True, exist_ok=True)
+        tmp = images.with_name(images.name + ".tmp.npy")
+        np.save(tmp, x_test, allow_pickle=False)
+        tmp.replace(images)
+    for path in (train_file, images):  # read inside the sandbox by an unprivileged uid
+        path.chmod(0o644)
+        path.parent.chmod(0o755)
+    return train_dir, TestSplit(images, y_test.astype(np.int64))
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            try:
+                versions[name] = importlib.metadata.version(f"{name}-cpu")
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return versions

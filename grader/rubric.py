@@ -1,0 +1,98 @@
+"""Rubric v1: load a JSON rubric, validate it against its schema, and expose it as a frozen dataclass."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from grader.jsonio import schema_errors
+
+
+class RubricError(ValueError):
+    """A rubric that cannot be used; `problems` lists each one with its JSON path."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"invalid rubric {path}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rubric check: what it judges (kind), what it is worth, who sees it."""
+
+    id: str
+    kind: str
+    points: float
+    title: str
+    visibility: str = "visible"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """A whole rubric, plus the hash that decides whether earlier results still stand."""
+
+    path: Path
+    assignment: str
+    dataset: str
+    profile: str
+    time_limit_s: float
+    entry_points: tuple[str, ...]
+    aliases: Mapping[str, str]
+    limits: Mapping[str, Any]
+    checks: tuple[Check, ...]
+    raw: Mapping[str, Any]
+    hash: str
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.points for c in self.checks)
+
+
+def rubric_problems(doc: Any) -> list[str]:
+    """Every problem with a parsed rubric document, each with its JSON path (empty when it is valid)."""
+    problems = schema_errors(doc, "rubric")
+    if problems:
+        return problems
+    seen: set[str] = set()
+    for i, check in enumerate(doc["checks"]):
+        if check["id"] in seen:
+            problems.append(f"$.checks[{i}].id: duplicate check id {check['id']!r}")
+        seen.add(check["id"])
+    return problems
+
+
+def load_rubric(path: str | Path) -> Rubric:
+    """Read and validate a rubric file; raise RubricError listing what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise RubricError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RubricError(path, [f"line {exc.lineno} column {exc.colno}: not JSON: {exc.msg}"]) from None
+    problems = rubric_problems(doc)
+    if problems:
+        raise RubricError(path, problems)
+    checks = tuple(Check(c["id"], c["kind"], float(c["points"]), c["title"], c.get("visibility", "visible"),
+                         c.get("params", {})) for c in doc["checks"])
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return Rubric(
+        path=path,
+        assignment=doc["assignment"],
+        dataset=doc["dataset"],
+        profile=doc["profile"],
+        time_limit_s=float(doc["time_limit_s"]),
+        entry_points=tuple(doc["entry_points"]),
+        aliases=dict(doc.get("aliases", {})),
+        limits=dict(doc.get("limits", {})),
+        checks=checks,
+        raw=doc,
+        hash="sha256:" + hashlib.sha256(canonical.encode()).hexdigest(),
+    )

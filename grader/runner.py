@@ -1,0 +1,251 @@
+"""Runs one submission end to end: stage it, run it sandboxed in its time box, collect its files, evaluate its models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from grader import __version__
+from grader.contract import MODELS_DIR, SEARCHES
+from grader.result import Artifact, Isolation, ModelEvaluation, Result, Slot, Timings
+from grader.sandbox import SandboxResult, SandboxUnavailableError, run_sandboxed
+from grader.session import Layout, SessionSettings, plan_evaluation, plan_submission
+from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
+
+LOG_TAIL_LINES = 1
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """The held-out test split as the grader holds it: images on disk for the evaluation sandbox, labels in memory."""
+
+    images: Path
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submission to grade, and everything that does not depend on the slot it lands on."""
+
+    submission: Submission
+    content_hash: str
+    layout: Layout
+    settings: SessionSettings
+    entry_points: tuple[str, ...]
+    rubric_hash: str
+    packages: Mapping[str, str]
+    test: TestSplit
+    max_model_bytes: int
+    queued_at: float
+
+
+def grade_submission(job: Job, slot: Slot) -> Result:
+    """Stage, run, collect and evaluate one submission; every failure of the submission becomes a Result."""
+    started = time.monotonic()
+    started_at = _now()
+    queued_s = started - job.queued_at
+    layout = job.layout
+    _reset(layout)
+
+    def finish(status: str, message: str, **fields: object) -> Result:
+        return Result(
+            schema_version=1,
+            student_id=job.submission.student_id,
+            content_hash=job.content_hash,
+            rubric_hash=job.rubric_hash,
+            grader_version=__version__,
+            profile=job.settings.profile,
+            status=status,  # type: ignore[arg-type]
+            message=message,
+            exit_code=fields.get("exit_code"),  # type: ignore[arg-type]
+            signal=fields.get("signal"),  # type: ignore[arg-type]
+            entry_point=fields.get("entry_point"),  # type: ignore[arg-type]
+            timings=Timings(round(queued_s, 3), round(float(fields.get("run_s", 0.0)), 3),  # type: ignore[arg-type]
+                            round(float(fields.get("evaluation_s", 0.0)), 3), started_at, _now()),  # type: ignore[arg-type]
+            slot=slot,
+            isolation=fields.get("isolation"),  # type: ignore[arg-type]
+            packages=dict(job.packages),
+            artifacts=tuple(fields.get("artifacts", ())),  # type: ignore[arg-type]
+            evaluations=tuple(fields.get("evaluations", ())),  # type: ignore[arg-type]
+            logs=_log_paths(layout),
+        )
+
+    try:
+        staged = stage(job.submission, layout.work)
+    except InvalidSubmissionError as exc:
+        return finish("invalid_submission", str(exc))
+    lone = job.submission.kind in ("notebook", "script")
+    entry = staged.files[0] if lone and staged.files else find_entry_point(layout.work, job.entry_points)
+    if entry is None:
+        return finish("invalid_submission", f"no entry point: expected one of {', '.join(job.entry_points)} "
+                                            f"at the top of the submission")
+    layout.outputs.mkdir(parents=True, exist_ok=True)
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    try:
+        run = run_sandboxed(plan_submission(layout, entry, slot, job.settings))
+    except (SandboxUnavailableError, OSError) as exc:
+        return finish("sandbox_error", f"the sandbox could not start: {exc}", entry_point=entry)
+    isolation = Isolation(run.isolation, _isolation_details(job.settings))
+    status, message = _verdict(run, layout, job.settings)
+    _keep_notebook_files(layout)
+    artifacts = inventory(layout.outputs)
+    eval_started = time.monotonic()
+    evaluations = tuple(evaluate_models(layout, slot, job))
+    return finish(status, message, exit_code=run.exit_code, signal=run.signal, entry_point=entry,
+                  run_s=run.wall_seconds, evaluation_s=time.monotonic() - eval_started, isolation=isolation,
+                  artifacts=artifacts, evaluations=evaluations)
+
+
+def _verdict(run: SandboxResult, layout: Layout, settings: SessionSettings) -> tuple[str, str]:
+    """The run's status and a one-line message saying what happened."""
+    notebook = _notebook_summary(layout)
+    if run.timed_out:
+        return "timed_out", (f"stopped at the time limit of {settings.time_limit_s:g} s; "
+                             "the files written before then are still graded")
+    if run.error:
+        return "sandbox_error", run.error
+    if notebook is not None:
+        if notebook.get("status") == "kernel_died":
+            return "crashed", f"the notebook's kernel died in cell {notebook.get('kernel_died_cell')}"
+        if notebook.get("status") == "cell_timeout":
+            return "timed_out", (f"cell {notebook.get('timed_out_cell')} ran past the per-cell limit of "
+                                 f"{settings.cell_timeout_s:g} s; the later cells still ran")
+    if run.signal is not None:
+        return "crashed", f"killed by signal {run.signal}" + _stderr_hint(run)
+    if run.exit_code not in (0, None):
+        return "crashed", f"exited with code {run.exit_code}" + _stderr_hint(run)
+    if notebook is not None and notebook.get("errors"):
+        errors = notebook["errors"]
+        first = errors[0]
+        return "completed", (f"{len(errors)} notebook cell(s) raised an error, first cell {first['cell_index']}: "
+                             f"{first['ename']}: {first['evalue']}"[:300])
+    return "completed", "ran to the end"
+
+
+def _stderr_hint(run: SandboxResult) -> str:
+    """': <last non-empty line of stderr>' (decoded leniently), or ''."""
+    try:
+        tail = Path(run.stderr_path).read_bytes()[-4096:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("[...")]
+    return f": {lines[-1][:240]}" if lines else ""
+
+
+def _notebook_summary(layout: Layout) -> dict | None:
+    path = layout.work / ".grader" / "notebook.json"
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _keep_notebook_files(layout: Layout) -> None:
+    """Move the executed notebook and its HTML out of the work dir, next to result.json."""
+    for name, target in (("executed.ipynb", "notebook.executed.ipynb"), ("executed.html", "notebook.html"),
+                         ("notebook.json", "notebook.json")):
+        source = layout.work / ".grader" / name
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, layout.root / target)
+
+
+def inventory(outputs: Path) -> tuple[Artifact, ...]:
+    """Every regular file the submission left in its output dir (symlinks are listed as such, never followed)."""
+    found = []
+    if not outputs.is_dir():
+        return ()
+    for path in sorted(outputs.rglob("*")):
+        rel = path.relative_to(outputs).as_posix()
+        if rel.startswith("tuner/") and not rel.endswith(("trial.json", "oracle.json")):
+            continue
+        if path.is_symlink():
+            found.append(Artifact(rel, 0, "symlink"))
+        elif path.is_file():
+            found.append(Artifact(rel, path.stat().st_size, _kind(rel)))
+    return tuple(found)
+
+
+def _kind(rel: str) -> str:
+    suffix = Path(rel).suffix.lower()
+    return {".keras": "model", ".png": "plot", ".csv": "table", ".jsonl": "trials", ".yaml": "answers",
+            ".yml": "answers", ".json": "json"}.get(suffix, "other")
+
+
+def evaluate_models(layout: Layout, slot: Slot, job: Job) -> list[ModelEvaluation]:
+    """Evaluate every exported best model on the held-out test split, each in its own sandboxed process."""
+    evaluations = []
+    n_test = len(job.test.labels)
+    for search in SEARCHES:
+        rel = f"{MODELS_DIR}/best_{search}.keras"
+        path = layout.outputs / rel
+        if not path.exists() and not path.is_symlink():
+            continue
+        started = time.monotonic()
+        accuracy, error = _evaluate_one(layout, slot, job, path, search)
+        evaluations.append(ModelEvaluation(search, rel, accuracy, n_test, error, round(time.monotonic() - started, 3)))
+    return evaluations
+
+
+def _evaluate_one(layout: Layout, slot: Slot, job: Job, path: Path, search: str) -> tuple[float | None, str | None]:
+    if path.is_symlink() or not path.is_file():
+        return None, f"{MODELS_DIR}/best_{search}.keras is not a regular file"
+    size = path.stat().st_size
+    if size > job.max_model_bytes:
+        return None, (f"{MODELS_DIR}/best_{search}.keras is {size / 2**20:.1f} MiB, over the "
+                      f"{job.max_model_bytes / 2**20:.0f} MiB limit for a model")
+    layout.evaluation.mkdir(parents=True, exist_ok=True)
+    name = f"best_{search}.keras"
+    shutil.copyfile(path, layout.evaluation / name)
+    spec = plan_evaluation(layout, name, slot, job.settings, job.test.images)
+    try:
+        run = run_sandboxed(spec)
+    except (SandboxUnavailableError, OSError) as exc:
+        return None, f"the evaluation sandbox could not start: {exc}"
+    if run.timed_out:
+        return None, f"evaluating the model took longer than {spec.time_limit_s:g} s"
+    if run.exit_code != 0:
+        return None, (_stderr_hint(run).removeprefix(": ") or f"the evaluation exited with code {run.exit_code}")
+    predictions_path = layout.evaluation / f"best_{search}.predictions.npy"
+    try:
+        predictions = np.load(predictions_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return None, f"the evaluation left no readable predictions: {exc}"
+    if predictions.shape != job.test.labels.shape:
+        return None, (f"the model gave {predictions.shape[0] if predictions.ndim else 0} predictions "
+                      f"for {len(job.test.labels)} test images")
+    return round(float((predictions == job.test.labels).mean()), 6), None
+
+
+def _reset(layout: Layout) -> None:
+    """Remove what an interrupted earlier attempt left (result.json stays until the new one replaces it)."""
+    for folder in (layout.work, layout.evaluation, layout.logs):
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    layout.root.mkdir(parents=True, exist_ok=True)
+
+
+def _log_paths(layout: Layout) -> dict[str, str]:
+    names = {}
+    for path in sorted(layout.logs.glob("*.log")) if layout.logs.is_dir() else []:
+        names[path.stem] = path.relative_to(layout.root).as_posix()
+    for name in ("notebook.executed.ipynb", "notebook.html"):
+        if (layout.root / name).is_file():
+            names[name.split(".")[-1] if name.endswith(".html") else "notebook"] = name
+    return names
+
+
+def _isolation_details(settings: SessionSettings) -> str:
+    lim = settings.limits
+    return (f"memory {lim.memory_bytes // 2**20} MiB, file size {lim.file_size_bytes // 2**20} MiB, "
+            f"{lim.max_processes} processes, {lim.max_open_files} open files, no core dumps")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

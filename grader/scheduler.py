@@ -1,0 +1,94 @@
+"""Schedules jobs onto slots (GPUs x jobs-per-GPU, or CPU slots) through an executor interface."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
+
+from grader.result import Slot
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+class SlotError(ValueError):
+    """A --gpus/--per-gpu/--jobs combination that names no usable slot."""
+
+
+def detect_gpus() -> list[str]:
+    """The GPU indices nvidia-smi lists, or [] when there is no nvidia-smi or it finds no GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+
+
+def plan_slots(gpus: str, *, per_gpu: int = 1, jobs: int = 1, available: Sequence[str] | None = None) -> list[Slot]:
+    """The slots to fill: each GPU `per_gpu` times, or `jobs` CPU slots when there are no GPUs.
+
+    `gpus` is "auto" (what nvidia-smi lists), "none", or a comma list of indices such as "0,1".
+    """
+    if per_gpu < 1 or jobs < 1:
+        raise SlotError("--per-gpu and --jobs must be at least 1")
+    if gpus == "none":
+        chosen: list[str] = []
+    elif gpus == "auto":
+        chosen = list(detect_gpus() if available is None else available)
+    else:
+        chosen = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not all(g.isdigit() for g in chosen) or not chosen:
+            raise SlotError(f"--gpus must be auto, none or a comma list of GPU indices, not {gpus!r}")
+        known = detect_gpus() if available is None else list(available)
+        missing = [g for g in chosen if g not in known]
+        if missing:
+            raise SlotError(f"GPU {', '.join(missing)} not found (nvidia-smi lists: {', '.join(known) or 'none'})")
+    if chosen:
+        return [Slot("gpu", i, gpu) for i, gpu in enumerate(g for g in chosen for _ in range(per_gpu))]
+    return [Slot("cpu", i) for i in range(jobs)]
+
+
+def threads_per_slot(slots: int, cores: int | None = None) -> int:
+    """Math-library threads each job gets: its share of the cores, at least one."""
+    return max(1, (cores or os.cpu_count() or 1) // max(1, slots))
+
+
+class Executor(Protocol[J, R]):
+    """Runs work(job, slot) for every job, calling on_done(job, result) as each finishes (in the caller's process)."""
+
+    def run(self, jobs: Sequence[J], work: Callable[[J, Slot], R], on_done: Callable[[J, R], None]) -> None: ...
+
+
+@dataclass
+class LocalExecutor(Generic[J, R]):
+    """One thread per slot on this machine; each job holds its slot for as long as it runs."""
+
+    slots: Sequence[Slot]
+
+    def run(self, jobs: Sequence[J], work: Callable[[J, Slot], R], on_done: Callable[[J, R], None]) -> None:
+        free: queue.Queue[Slot] = queue.Queue()
+        for slot in self.slots:
+            free.put(slot)
+        lock = threading.Lock()
+
+        def one(job: J) -> None:
+            slot = free.get()
+            try:
+                result = work(job, slot)
+            finally:
+                free.put(slot)
+            with lock:
+                on_done(job, result)
+
+        with ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix="grader-slot") as pool:
+            for future in [pool.submit(one, job) for job in jobs]:
+                future.result()

