@@ -317,12 +317,16 @@ class ThisInterpreterKernelSpecManager(KernelSpecManager):
 
 
 def kernel_environment(runtime_dir: str | os.PathLike[str], base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The kernel's environment: base (default os.environ) with KERNEL_DIRS absolute, unset ones under runtime_dir."""
+    """The kernel's environment: base (default os.environ) with KERNEL_DIRS absolute and created, unset ones under runtime_dir."""
     env = dict(os.environ if base is None else base)
     root = Path(runtime_dir).absolute()
     for var, sub in KERNEL_DIRS.items():
         if env.get(var):
             env[var] = os.path.abspath(env[var])
+            try:
+                Path(env[var]).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # the caller's choice of folder; the kernel reports what it cannot do
+                log.warning("%s=%s cannot be created: %s", var, env[var], exc.strerror or exc)
         else:
             folder = root / sub
             folder.mkdir(parents=True, exist_ok=True)
@@ -485,7 +489,14 @@ class _Execution:
             log.error("the kernel did not start: %s", _one_line(str(exc)) or type(exc).__name__)
             self.kernel_died = True
             return False
-        await self._fetch_language_info()
+        try:
+            await self._fetch_language_info()
+        except DeadKernelError:
+            if self.signum is not None:
+                raise
+            log.error("the kernel died before the first cell")
+            self.kernel_died = True
+            return False
         return True
 
     async def _fetch_language_info(self) -> None:

@@ -257,6 +257,7 @@ def test_kernel_dirs_are_absolute_and_default_into_the_runtime_dir(tmp_path: Pat
     env = kernel_environment(".nbrun", base={"HOME": "sandbox-home", "PATH": "/usr/bin"})
 
     assert env["HOME"] == str(tmp_path / "sandbox-home")
+    assert (tmp_path / "sandbox-home").is_dir()
     assert env["PATH"] == "/usr/bin"
     for var, sub in [("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("JUPYTER_DATA_DIR", "jupyter-data"),
                      ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib")]:  # fmt: skip
@@ -331,6 +332,17 @@ def test_without_a_parameters_cell_the_parameters_go_first_and_the_summary_says_
     assert summary.parameters_cell_found is False
     assert executed.cells[0].metadata.tags == ["injected-parameters"]
     assert output_text(executed.cells[1]) == "profile is quick\n"
+
+
+def test_a_kernel_that_cannot_start_is_reported_as_dead_before_any_cell(tmp_path: Path) -> None:
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "ipykernel_launcher.py").write_text("raise SystemExit(3)\n")  # shadows ipykernel
+
+    summary, executed = run_fixture("good.ipynb", tmp_path, startup_timeout_s=20)
+
+    assert summary.status == "kernel_died"
+    assert (summary.kernel_died_cell, summary.cells_executed, summary.errors) == (None, 0, ())
+    assert all(cell.get("outputs", []) == [] for cell in executed.cells)
 
 
 def test_a_failing_cell_is_reported_by_its_original_index_and_later_cells_still_run(tmp_path: Path) -> None:
