@@ -16,7 +16,7 @@ from grader import __version__
 from grader.contract import MODELS_DIR, SEARCHES
 from grader.result import Artifact, Isolation, ModelEvaluation, Result, Slot, Timings
 from grader.sandbox import SandboxResult, SandboxUnavailableError, run_sandboxed
-from grader.session import Layout, SessionSettings, plan_evaluation, plan_submission
+from grader.session import EVAL_REPORT, Layout, SessionSettings, plan_evaluation, plan_submission
 from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
 
 LOG_TAIL_LINES = 1
@@ -179,48 +179,73 @@ def _kind(rel: str) -> str:
 
 
 def evaluate_models(layout: Layout, slot: Slot, job: Job) -> list[ModelEvaluation]:
-    """Evaluate every exported best model on the held-out test split, each in its own sandboxed process."""
-    evaluations = []
+    """Evaluate every exported best model on the held-out test split, together in one sandboxed process."""
     n_test = len(job.test.labels)
-    for search in SEARCHES:
-        rel = f"{MODELS_DIR}/best_{search}.keras"
-        path = layout.outputs / rel
-        if not path.exists() and not path.is_symlink():
-            continue
-        started = time.monotonic()
-        accuracy, error = _evaluate_one(layout, slot, job, path, search)
-        evaluations.append(ModelEvaluation(search, rel, accuracy, n_test, error, round(time.monotonic() - started, 3)))
+    found = [s for s in SEARCHES if (layout.outputs / _model_rel(s)).exists() or (layout.outputs / _model_rel(s)).is_symlink()]
+    if not found:
+        return []
+    errors = {s: _refuse_model(layout.outputs / _model_rel(s), job.max_model_bytes, s) for s in found}
+    runnable = [s for s in found if errors[s] is None]
+    started = time.monotonic()
+    if runnable:
+        layout.evaluation.mkdir(parents=True, exist_ok=True)
+        for search in runnable:
+            shutil.copyfile(layout.outputs / _model_rel(search), layout.evaluation / f"best_{search}.keras")
+        errors.update(_run_evaluation(layout, slot, job, runnable))
+    seconds = round(time.monotonic() - started, 3)
+    evaluations = []
+    for search in found:
+        accuracy, error = None, errors[search]
+        if error is None:
+            accuracy, error = _accuracy(layout.evaluation / f"best_{search}.predictions.npy", job.test.labels)
+        evaluations.append(ModelEvaluation(search, _model_rel(search), accuracy, n_test, error, seconds))
     return evaluations
 
 
-def _evaluate_one(layout: Layout, slot: Slot, job: Job, path: Path, search: str) -> tuple[float | None, str | None]:
+def _model_rel(search: str) -> str:
+    return f"{MODELS_DIR}/best_{search}.keras"
+
+
+def _refuse_model(path: Path, max_bytes: int, search: str) -> str | None:
+    """Why a model file is not evaluated at all (not a regular file, too large), or None."""
     if path.is_symlink() or not path.is_file():
-        return None, f"{MODELS_DIR}/best_{search}.keras is not a regular file"
+        return f"{_model_rel(search)} is not a regular file"
     size = path.stat().st_size
-    if size > job.max_model_bytes:
-        return None, (f"{MODELS_DIR}/best_{search}.keras is {size / 2**20:.1f} MiB, over the "
-                      f"{job.max_model_bytes / 2**20:.0f} MiB limit for a model")
-    layout.evaluation.mkdir(parents=True, exist_ok=True)
-    name = f"best_{search}.keras"
-    shutil.copyfile(path, layout.evaluation / name)
-    spec = plan_evaluation(layout, name, slot, job.settings, job.test.images)
+    if size > max_bytes:
+        return f"{_model_rel(search)} is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit for a model"
+    return None
+
+
+def _run_evaluation(layout: Layout, slot: Slot, job: Job, searches: list[str]) -> dict[str, str | None]:
+    """Run the evaluation child; per search, None or the reason it gave no predictions."""
+    spec = plan_evaluation(layout, [f"best_{s}.keras" for s in searches], slot, job.settings, job.test.images)
     try:
         run = run_sandboxed(spec)
     except (SandboxUnavailableError, OSError) as exc:
-        return None, f"the evaluation sandbox could not start: {exc}"
+        return {s: f"the evaluation sandbox could not start: {exc}" for s in searches}
     if run.timed_out:
-        return None, f"evaluating the model took longer than {spec.time_limit_s:g} s"
-    if run.exit_code != 0:
-        return None, (_stderr_hint(run).removeprefix(": ") or f"the evaluation exited with code {run.exit_code}")
-    predictions_path = layout.evaluation / f"best_{search}.predictions.npy"
+        return {s: f"evaluating the models took longer than {spec.time_limit_s:g} s" for s in searches}
+    try:
+        report = json.loads((layout.evaluation / EVAL_REPORT).read_text("utf-8"))
+    except (OSError, ValueError):
+        reason = _stderr_hint(run).removeprefix(": ") or f"the evaluation exited with code {run.exit_code}"
+        return {s: reason for s in searches}
+    out: dict[str, str | None] = {}
+    for search in searches:
+        entry = report.get(f"best_{search}.keras", "the evaluation did not report on this model")
+        out[search] = entry if isinstance(entry, str) or entry is None else "the evaluation report is malformed"
+    return out
+
+
+def _accuracy(predictions_path: Path, labels: np.ndarray) -> tuple[float | None, str | None]:
+    """Accuracy of saved predictions against the labels the grader kept to itself."""
     try:
         predictions = np.load(predictions_path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         return None, f"the evaluation left no readable predictions: {exc}"
-    if predictions.shape != job.test.labels.shape:
-        return None, (f"the model gave {predictions.shape[0] if predictions.ndim else 0} predictions "
-                      f"for {len(job.test.labels)} test images")
-    return round(float((predictions == job.test.labels).mean()), 6), None
+    if predictions.shape != labels.shape:
+        return None, f"the model gave {predictions.size} predictions for {len(labels)} test images"
+    return round(float((predictions == labels).mean()), 6), None
 
 
 def _reset(layout: Layout) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from grader.contract import ENV_DATA_DIR, ENV_OUTPUT_DIR, ENV_PROFILE, ENV_SEED, ENV_TIME_BUDGET
 from grader.result import Slot
@@ -15,6 +15,7 @@ from grader.sandbox import Limits, SandboxSpec
 
 MIB = 1024 * 1024
 OUTPUT_SUBDIR = "outputs"
+EVAL_REPORT = "report.json"
 BUDGET_MARGIN = 0.9  # the submission is told 90% of its box (less a few seconds), so it can finish writing
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
@@ -164,20 +165,18 @@ def plan_submission(layout: Layout, entry_point: str, slot: Slot, settings: Sess
     )
 
 
-def plan_evaluation(layout: Layout, model_name: str, slot: Slot, settings: SessionSettings, images: Path,
+def plan_evaluation(layout: Layout, model_names: Sequence[str], slot: Slot, settings: SessionSettings, images: Path,
                     time_limit_s: float = 300.0) -> SandboxSpec:
-    """The sandboxed evaluation of one exported model: it gets the model and the test images, never the labels."""
+    """The sandboxed evaluation of the exported models: it gets the models and the test images, never the labels."""
     eval_dir = layout.evaluation
-    env = base_env(eval_dir, slot, settings)
-    stem = Path(model_name).stem
     return SandboxSpec(
-        command=(sys.executable, "-m", "grader.evalchild", str(eval_dir / model_name), str(images),
-                 str(eval_dir / f"{stem}.predictions.npy")),
+        command=(sys.executable, "-m", "grader.evalchild", str(images), str(eval_dir / EVAL_REPORT),
+                 *(str(eval_dir / name) for name in model_names)),
         workdir=eval_dir,
-        env=env,
+        env=base_env(eval_dir, slot, settings),
         time_limit_s=time_limit_s,
-        stdout_path=layout.logs / f"eval-{stem}.stdout.log",
-        stderr_path=layout.logs / f"eval-{stem}.stderr.log",
+        stdout_path=layout.logs / "eval.stdout.log",
+        stderr_path=layout.logs / "eval.stderr.log",
         limits=settings.limits,
         ro_paths=(*project_paths(), images.parent),
         masked_paths=held_out_paths(),

@@ -6,11 +6,11 @@ Read it top to bottom:
   2. the search spaces of each profile (grid_search_space, random_search_space);
   3. running the searches (run_search), which writes trials.jsonl as trials end;
   4. answering the analysis questions from the trials (answer_questions);
-  5. main(): load data, search, export the best models, write the report.
+  5. run(): load data, search, export the best models, write the report.
 
-Run it with `python -m reference.run --profile quick --out outputs` (or through the
-grader, which sets GRADER_OUTPUT_DIR, GRADER_PROFILE, GRADER_TIME_BUDGET_S,
-GRADER_SEED and GRADER_DATA_DIR).
+Run it with `python tuning.py --profile quick --out outputs` (in this repository:
+`python -m reference.run ...`), or through the grader, which sets GRADER_OUTPUT_DIR,
+GRADER_PROFILE, GRADER_TIME_BUDGET_S, GRADER_SEED and GRADER_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -208,8 +208,8 @@ def answer_questions(trials: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---- 5. the whole run -------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    config = parse_args(argv, description=__doc__.splitlines()[0])
+def run(config: RunConfig) -> list[dict[str, Any]]:
+    """Load the data, run every search, export each best model, write the report; returns the trials."""
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "trials.jsonl").unlink(missing_ok=True)
     keras.utils.set_random_seed(config.seed)
@@ -227,18 +227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.write_search_spaces(config.out, dataset=config.dataset, profile=config.profile, spaces=spaces)
 
     planned = {s: (sp.size if isinstance(sp, GridSpace) else sp.max_trials) for s, sp in spaces.items()}
-    for search, space in spaces.items():
+    for i, (search, space) in enumerate(spaces.items()):
         deadline = None
         if config.time_budget_s is not None:  # share what is left in proportion to the trials still planned
             left = config.time_budget_s - (time.monotonic() - started) - REPORT_RESERVE_S
-            share = planned[search] / sum(planned[s] for s in list(spaces)[list(spaces).index(search):])
-            deadline = Deadline(max(0.0, left * share))
+            deadline = Deadline(max(0.0, left * planned[search] / sum(list(planned.values())[i:])))
         tuner = run_search(search, space, dataset, config, deadline=deadline)
-        models = tuner.get_best_models(1) if tuner.oracle.get_best_trials(1) else []
-        if models:
+        if tuner.oracle.get_best_trials(1):
             (config.out / "models").mkdir(exist_ok=True)
-            models[0].save(config.out / "models" / f"best_{search}.keras")
-        print(f"{search} search: {len(tuner.oracle.trials)} trials")
+            tuner.get_best_models(1)[0].save(config.out / "models" / f"best_{search}.keras")
 
     trials = TrialLog(config.out / "trials.jsonl").read()
     rows = report.comparison_rows(trials, list(spaces))
@@ -247,4 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.write_answers(config.out, answer_questions(trials))
     print(report.format_table(rows))
     print(f"wrote {config.out} in {time.monotonic() - started:.1f} s")
+    return trials
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv, description=__doc__.splitlines()[0]))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

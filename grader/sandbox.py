@@ -1,0 +1,814 @@
+"""Run one untrusted command in a sandbox with a wall-clock time box and capped logs.
+
+Two isolation levels, chosen per run:
+
+* ``"bwrap"``: bubblewrap, started as root, with private IPC/PID/network/UTS
+  namespaces, a read-only view of the system (``/usr``, ``/etc``, the
+  interpreter prefixes, ``ro_paths``), a private ``/tmp``, the work dir as the
+  only writable host directory, ``masked_paths`` hidden under empty tmpfs, and
+  the command run as uid/gid 65534 with no capabilities.  The sandbox dies with
+  the grader (``--die-with-parent``) and everything in it dies with its PID
+  namespace.
+* ``"rlimits"`` / ``"rlimits+netns"``: the fallback without bubblewrap: the same
+  resource limits, its own session and process group, uid 65534 when the
+  grader is root, and no network when ``unshare --net`` is permitted.  There is
+  no private file system, so the command (and its interpreter) must be
+  reachable by uid 65534 on the host; ``run_sandboxed`` checks that first.
+
+Deciding is kept apart from doing: ``choose_isolation``, ``build_bwrap_argv``,
+``build_rlimits_argv`` and ``rlimit_settings`` only decide; ``run_sandboxed``
+starts, supervises, times out and cleans up.  This module imports only the
+standard library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import math
+import os
+import resource
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+__all__ = [
+    "ISOLATIONS",
+    "SANDBOX_GID",
+    "SANDBOX_UID",
+    "Limits",
+    "SandboxResult",
+    "SandboxSpec",
+    "SandboxSpecError",
+    "SandboxUnavailableError",
+    "build_bwrap_argv",
+    "build_rlimits_argv",
+    "bwrap_usable",
+    "choose_isolation",
+    "netns_usable",
+    "rlimit_settings",
+    "run_sandboxed",
+    "truncation_marker",
+    "unreachable_reason",
+]
+
+# ---------------------------------------------------------------------------
+# Constants (one commented block)
+# ---------------------------------------------------------------------------
+SANDBOX_UID = 65534  # "nobody": the command never runs as root
+SANDBOX_GID = 65534  # "nogroup"
+ISOLATIONS = ("auto", "bwrap", "rlimits")
+GiB = 1024**3
+MiB = 1024**2
+# System trees bound read-only into the bwrap sandbox (symlinks such as a
+# merged-/usr /bin are recreated as symlinks; absent ones are skipped).
+SYSTEM_RO_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc")
+# bwrap makes missing parents of a mount point mode 0700; declare them 0755.
+PARENT_DIR_MODE = "0755"
+# Seconds spent draining pipes after the command has gone (descendants that
+# escaped the process group may hold them open in rlimits mode).
+DRAIN_AFTER_EXIT_S = 0.5
+# Largest single read from a log pipe, and the pipe size asked for.
+READ_CHUNK = 1 * MiB
+PIPE_SIZE = 1 * MiB
+# The probe that decides whether bubblewrap is usable must finish within this.
+PROBE_TIMEOUT_S = 15.0
+_PR_SET_PDEATHSIG = 1
+_SIGNAL_MAX = 64  # statuses 129..192 from bubblewrap mean "killed by signal status-128"
+
+
+class SandboxUnavailableError(RuntimeError):
+    """The requested isolation cannot be provided on this host."""
+
+
+class SandboxSpecError(ValueError):
+    """A SandboxSpec cannot be run as given (bad field, missing path, unreachable command)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to the sandboxed command and everything it starts.
+
+    ``memory_bytes`` is enforced as RLIMIT_DATA (heap and private writable
+    mappings), not RLIMIT_AS: CUDA and JIT runtimes reserve huge address
+    ranges they never touch, which RLIMIT_AS would refuse.  ``max_processes``
+    is RLIMIT_NPROC, counted per uid on the whole host: every sandbox running
+    at once as uid 65534 shares it.
+    """
+
+    memory_bytes: int = 8 * GiB
+    file_size_bytes: int = 512 * MiB
+    max_processes: int = 256
+    max_open_files: int = 1024
+    cpu_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("memory_bytes", "file_size_bytes", "max_processes", "max_open_files"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SandboxSpecError(f"Limits.{name} must be a positive integer, got {value!r}")
+        if self.cpu_seconds is not None and not (
+            isinstance(self.cpu_seconds, (int, float)) and math.isfinite(self.cpu_seconds) and self.cpu_seconds > 0
+        ):
+            raise SandboxSpecError(f"Limits.cpu_seconds must be a positive number or None, got {self.cpu_seconds!r}")
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to run, where, with which environment, limits and time box.
+
+    ``env`` is the command's whole environment (nothing of the grader's leaks
+    in); the command also sees ``PWD`` set to the work dir.  The log paths must
+    lie outside ``workdir``.  ``run_sandboxed`` chowns ``workdir`` (recursively,
+    never following symlinks) to uid/gid 65534 when the grader is root, so the
+    command can write there.
+    """
+
+    command: tuple[str, ...]
+    workdir: Path
+    env: Mapping[str, str]
+    time_limit_s: float
+    stdout_path: Path
+    stderr_path: Path
+    grace_s: float = 3.0
+    limits: Limits = field(default_factory=Limits)
+    ro_paths: tuple[Path, ...] = ()
+    masked_paths: tuple[Path, ...] = ()
+    devices: tuple[str, ...] = ()
+    log_cap_bytes: int = 2 * MiB
+    isolation: str = "auto"
+
+    def __post_init__(self) -> None:
+        command = tuple(self.command)
+        if not command or not all(isinstance(arg, str) for arg in command):
+            raise SandboxSpecError(f"command must be a non-empty sequence of strings, got {self.command!r}")
+        object.__setattr__(self, "command", command)
+        for name in ("workdir", "stdout_path", "stderr_path"):
+            object.__setattr__(self, name, _absolute(getattr(self, name), name))
+        for name in ("ro_paths", "masked_paths"):
+            object.__setattr__(self, name, tuple(_absolute(p, name) for p in getattr(self, name)))
+        object.__setattr__(self, "devices", tuple(str(_absolute(d, "devices")) for d in self.devices))
+        env = dict(self.env)
+        bad = [k for k, v in env.items() if not isinstance(k, str) or not isinstance(v, str) or not k or "=" in k]
+        if bad:
+            raise SandboxSpecError(f"env must map variable names to strings; bad entry: {bad[0]!r}")
+        object.__setattr__(self, "env", types.MappingProxyType(env))
+        if not (isinstance(self.time_limit_s, (int, float)) and math.isfinite(self.time_limit_s) and self.time_limit_s > 0):
+            raise SandboxSpecError(f"time_limit_s must be a positive number of seconds, got {self.time_limit_s!r}")
+        if not (isinstance(self.grace_s, (int, float)) and math.isfinite(self.grace_s) and self.grace_s >= 0):
+            raise SandboxSpecError(f"grace_s must be zero or a positive number of seconds, got {self.grace_s!r}")
+        if isinstance(self.log_cap_bytes, bool) or not isinstance(self.log_cap_bytes, int) or self.log_cap_bytes <= 0:
+            raise SandboxSpecError(f"log_cap_bytes must be a positive integer, got {self.log_cap_bytes!r}")
+        if self.isolation not in ISOLATIONS:
+            raise SandboxSpecError(f"isolation must be one of {', '.join(ISOLATIONS)}; got {self.isolation!r}")
+        for name in ("stdout_path", "stderr_path"):
+            log = getattr(self, name)
+            if _is_within(log, self.workdir):
+                raise SandboxSpecError(f"{name} {log} lies inside the work dir {self.workdir}; put logs outside it")
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """How a sandboxed run ended.
+
+    ``exit_code`` is None when the command was killed by a signal (``signal``
+    says which).  Under bubblewrap a status of 129..192 is read as death by
+    signal status-128, as a shell does.  ``error`` is set only when the sandbox
+    itself failed to start the command.
+    """
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    wall_seconds: float
+    isolation: str
+    stdout_path: Path
+    stderr_path: Path
+    stdout_truncated: bool
+    stderr_truncated: bool
+    error: str | None = None
+
+
+def _absolute(path: str | os.PathLike[str], name: str) -> Path:
+    p = Path(path)
+    if not p.is_absolute():
+        raise SandboxSpecError(f"{name} must hold absolute paths, got {str(path)!r}")
+    return Path(os.path.normpath(p))
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+# ---------------------------------------------------------------------------
+# Deciding: probes, isolation choice, argv and rlimits
+# ---------------------------------------------------------------------------
+def truncation_marker(cap_bytes: int) -> bytes:
+    """The line appended to a log cut at ``cap_bytes``."""
+    return f"\n[... output truncated at {cap_bytes} bytes ...]\n".encode()
+
+
+def _setpriv_argv(setpriv: str, *, pdeathsig: bool) -> list[str]:
+    argv = [
+        setpriv,
+        f"--reuid={SANDBOX_UID}",
+        f"--regid={SANDBOX_GID}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ]
+    if pdeathsig:
+        argv.append("--pdeathsig=KILL")
+    return [*argv, "--"]
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+    return found or name
+
+
+@functools.cache
+def bwrap_usable() -> tuple[bool, str]:
+    """Whether the bubblewrap sandbox works here, with a one-line reason (probed once).
+
+    It works when bwrap is installed, the grader is root, and a trivial
+    ``true`` runs inside the same namespaces and mounts as uid 65534.
+    """
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False, "bwrap is not installed (Debian package bubblewrap)"
+    if shutil.which("setpriv") is None:
+        return False, "setpriv is not installed (Debian package util-linux)"
+    if os.geteuid() != 0:
+        return False, "the grader is not root (the bubblewrap sandbox starts as root and drops to uid 65534)"
+    with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as tmp:
+        probe = SandboxSpec(
+            command=("true",),
+            workdir=Path(tmp, "work"),
+            env={"PATH": "/usr/bin:/bin"},
+            time_limit_s=PROBE_TIMEOUT_S,
+            stdout_path=Path(tmp, "stdout.log"),
+            stderr_path=Path(tmp, "stderr.log"),
+        )
+        probe.workdir.mkdir()
+        os.chown(probe.workdir, SANDBOX_UID, SANDBOX_GID)
+        try:
+            done = subprocess.run(
+                build_bwrap_argv(probe),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=PROBE_TIMEOUT_S,
+                env={},
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return False, f"bwrap probe could not run: {exc}"
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        detail = lines[-1] if lines else f"exit status {done.returncode}"
+        return False, f"bwrap probe failed: {detail}"
+    version = subprocess.run([bwrap, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return True, f"{version or 'bwrap'} works as root, dropping to uid {SANDBOX_UID}"
+
+
+@functools.cache
+def netns_usable() -> bool:
+    """Whether ``unshare --net`` works here (probed once)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    try:
+        done = subprocess.run([unshare, "--net", "--", "true"], capture_output=True, timeout=PROBE_TIMEOUT_S, env={})
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def choose_isolation(requested: str) -> str:
+    """Map a requested isolation to the one that will run: "bwrap", "rlimits" or "rlimits+netns"."""
+    if requested not in ISOLATIONS:
+        raise SandboxSpecError(f"isolation must be one of {', '.join(ISOLATIONS)}; got {requested!r}")
+    if requested in ("auto", "bwrap"):
+        usable, reason = bwrap_usable()
+        if usable:
+            return "bwrap"
+        if requested == "bwrap":
+            raise SandboxUnavailableError(f"bubblewrap sandbox unavailable: {reason}")
+    return "rlimits+netns" if netns_usable() else "rlimits"
+
+
+def rlimit_settings(limits: Limits) -> tuple[tuple[int, int], ...]:
+    """The (resource, value) pairs to set as both soft and hard limit."""
+    settings = [
+        (resource.RLIMIT_DATA, limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.file_size_bytes),
+        (resource.RLIMIT_NPROC, limits.max_processes),
+        (resource.RLIMIT_NOFILE, limits.max_open_files),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    if limits.cpu_seconds is not None:
+        settings.append((resource.RLIMIT_CPU, math.ceil(limits.cpu_seconds)))
+    return tuple(settings)
+
+
+class _MountPlan:
+    """Accumulates bwrap mount arguments and knows which directories exist inside."""
+
+    def __init__(self) -> None:
+        self.argv: list[str] = []
+        self._mounts: list[tuple[str, str]] = []  # (destination, "bind" | "tmpfs" | "dir")
+
+    def _covering(self, path: str) -> tuple[str, str] | None:
+        for dest, kind in reversed(self._mounts):
+            if path == dest or path.startswith(dest.rstrip("/") + "/"):
+                return dest, kind
+        return None
+
+    def _exists_inside(self, path: str) -> bool:
+        covering = self._covering(path)
+        if covering is None:
+            return False
+        dest, kind = covering
+        return kind == "bind" or dest == path
+
+    def parents(self, path: str) -> None:
+        for ancestor in reversed(PurePosixPath(path).parents):
+            a = str(ancestor)
+            if a != "/" and not self._exists_inside(a):
+                self.argv += ["--perms", PARENT_DIR_MODE, "--dir", a]
+                self._mounts.append((a, "dir"))
+
+    def bind(self, option: str, source: str, dest: str) -> None:
+        self.parents(dest)
+        self.argv += [option, source, dest]
+        self._mounts.append((dest, "bind"))
+
+    def ro_bind_once(self, path: str) -> None:
+        covering = self._covering(path)
+        if covering is not None and covering[1] == "bind":
+            return  # already visible (read-only system tree or an earlier ro path)
+        self.bind("--ro-bind", path, path)
+
+    def tmpfs(self, dest: str, *extra: str) -> None:
+        self.parents(dest)
+        self.argv += [*extra, "--tmpfs", dest]
+        self._mounts.append((dest, "tmpfs"))
+
+    def other(self, *args: str) -> None:
+        self.argv += list(args)
+
+
+def build_bwrap_argv(spec: SandboxSpec) -> list[str]:
+    """The bubblewrap command line for ``spec`` (reads only the host's file layout)."""
+    plan = _MountPlan()
+    plan.other(
+        _tool("bwrap"),
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--new-session",
+    )
+    for path in SYSTEM_RO_PATHS:
+        if os.path.islink(path):
+            plan.other("--symlink", os.readlink(path), path)
+        elif os.path.isdir(path):
+            plan.ro_bind_once(path)
+    tmpfs_size = str(spec.limits.memory_bytes)
+    plan.other("--proc", "/proc", "--dev", "/dev")
+    plan.tmpfs("/dev/shm", "--perms", "1777", "--size", tmpfs_size)
+    plan.tmpfs("/tmp", "--perms", "1777", "--size", tmpfs_size)
+    import sys  # the grader's own interpreter: its prefixes must be visible inside
+
+    for prefix in dict.fromkeys([sys.base_prefix, sys.prefix, *map(str, spec.ro_paths)]):
+        plan.ro_bind_once(os.path.normpath(prefix))
+    workdir = str(spec.workdir)
+    plan.bind("--bind", workdir, workdir)
+    for masked in map(str, spec.masked_paths):
+        if os.path.isdir(masked):
+            plan.tmpfs(masked)
+        elif os.path.lexists(masked):
+            plan.bind("--ro-bind", "/dev/null", masked)  # a masked file reads as empty
+    for device in spec.devices:
+        plan.bind("--dev-bind", device, device)
+    plan.other("--chdir", workdir, "--clearenv")
+    for key, value in spec.env.items():
+        plan.other("--setenv", key, value)
+    plan.other("--", *_setpriv_argv(_tool("setpriv"), pdeathsig=False), *spec.command)
+    return plan.argv
+
+
+def build_rlimits_argv(spec: SandboxSpec, *, as_root: bool, netns: bool) -> list[str]:
+    """The command line for the fallback: ``unshare --net`` then ``setpriv`` when root, then the command."""
+    argv: list[str] = []
+    if netns:
+        argv += [_tool("unshare"), "--net", "--"]
+    if as_root:
+        argv += _setpriv_argv(_tool("setpriv"), pdeathsig=True)
+    return [*argv, *spec.command]
+
+
+def unreachable_reason(path: str | os.PathLike[str], uid: int = SANDBOX_UID, gid: int = SANDBOX_GID) -> str | None:
+    """Why ``uid`` (with only group ``gid``) cannot search/execute ``path`` on the host, or None.
+
+    Every directory on the way (symlinks followed) needs search permission and
+    ``path`` itself execute/search permission; ACLs are not consulted.
+    """
+    given = Path(os.path.abspath(path))
+    chain: list[Path] = [*reversed(given.parents), given]
+    real = Path(os.path.realpath(given))
+    chain += [*reversed(real.parents), real]
+    for step in dict.fromkeys(chain):
+        try:
+            st = os.stat(step)
+        except OSError:
+            return None  # missing paths are reported by whoever uses them
+        if st.st_uid == uid:
+            allowed = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == gid:
+            allowed = st.st_mode & stat.S_IXGRP
+        else:
+            allowed = st.st_mode & stat.S_IXOTH
+        if not allowed:
+            return f"{step} is mode {stat.S_IMODE(st.st_mode):04o}"
+    return None
+
+
+def _resolve_command(command: str, env: Mapping[str, str], workdir: Path) -> str | None:
+    if "/" in command:
+        return str(workdir / command)
+    return shutil.which(command, path=env.get("PATH", os.defpath))
+
+
+def _preflight(spec: SandboxSpec, isolation: str, as_root: bool) -> None:
+    if not spec.workdir.is_dir():
+        raise SandboxSpecError(f"work dir does not exist: {spec.workdir}")
+    for path in spec.ro_paths:
+        if not path.exists():
+            raise SandboxSpecError(f"ro path does not exist: {path}")
+    for device in spec.devices:
+        if not os.path.exists(device):
+            raise SandboxSpecError(f"device does not exist: {device}")
+    if isolation != "bwrap" and as_root:
+        for what in (str(spec.workdir), _resolve_command(spec.command[0], spec.env, spec.workdir)):
+            if what is None:
+                continue
+            reason = unreachable_reason(what)
+            if reason is not None:
+                raise SandboxSpecError(
+                    f"isolation {isolation!r} runs the command as uid {SANDBOX_UID}, "
+                    f"which cannot reach {what}: {reason}"
+                )
+
+
+# ---------------------------------------------------------------------------
+# Doing: start, supervise, time out, clean up
+# ---------------------------------------------------------------------------
+def _give_to_sandbox_user(workdir: Path) -> None:
+    os.lchown(workdir, SANDBOX_UID, SANDBOX_GID)
+    for root, dirs, files in os.walk(workdir):
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(root, name), SANDBOX_UID, SANDBOX_GID)
+
+
+def _child_setup(settings: tuple[tuple[int, int], ...], prctl: Callable[..., int] | None, parent: int) -> None:
+    """Runs in the forked child before exec: limits, then die with the grader."""
+    for res, value in settings:
+        _, hard = resource.getrlimit(res)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(res, (value, value))
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the grader died before the prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+class _CappedLog:
+    """Writes the first ``cap`` bytes of a stream to a file, then a marker, then discards."""
+
+    def __init__(self, path: Path, cap: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
+        self._cap = cap
+        self._written = 0
+        self.truncated = False
+
+    def feed(self, data: bytes) -> None:
+        if self.truncated or not data:
+            return
+        room = self._cap - self._written
+        if len(data) <= room:
+            self._file.write(data)
+            self._written += len(data)
+            return
+        self._file.write(data[:room])
+        self._file.write(truncation_marker(self._cap))
+        self._written = self._cap
+        self.truncated = True
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Stopper:
+    """Signals everything a sandboxed run started."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], isolation: str) -> None:
+        self._proc = proc
+        self._bwrap = isolation == "bwrap"
+
+    def terminate(self) -> None:
+        """Ask politely: SIGTERM to the process group, or to every process in the PID namespace."""
+        if self._bwrap:
+            for pid_fd in self._namespace_members():
+                _pidfd_signal(pid_fd, signal.SIGTERM)
+        else:
+            _killpg(self._proc.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: the outer bwrap (its PID namespace dies with it) or the whole process group."""
+        if self._bwrap:
+            for pid_fd in self._namespace_members(include_init=True):
+                _pidfd_signal(pid_fd, signal.SIGKILL)
+            _send(self._proc.pid, signal.SIGKILL)
+        else:
+            _killpg(self._proc.pid, signal.SIGKILL)
+
+    def after_exit(self) -> None:
+        """The command has exited (not yet reaped): kill what it left behind in its group."""
+        if not self._bwrap:
+            _killpg(self._proc.pid, signal.SIGKILL)
+
+    def _namespace_members(self, include_init: bool = False) -> list[int]:
+        """pidfds of the processes in the sandbox's PID namespace (its init last, if asked)."""
+        init = _child_of(self._proc.pid)
+        if init is None:
+            return []
+        try:
+            namespace = os.readlink(f"/proc/{init}/ns/pid")
+            init_fd = os.pidfd_open(init)
+        except OSError:
+            return []
+        members: list[int] = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == init:
+                continue
+            try:
+                pid_fd = os.pidfd_open(int(entry))
+            except OSError:
+                continue
+            try:
+                same = os.readlink(f"/proc/{entry}/ns/pid") == namespace
+            except OSError:
+                same = False
+            if same:
+                members.append(pid_fd)
+            else:
+                os.close(pid_fd)
+        if include_init:
+            members.append(init_fd)
+        else:
+            os.close(init_fd)
+        return members
+
+
+def _child_of(parent: int) -> int | None:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and int(fields[1]) == parent:
+            return int(entry)
+    return None
+
+
+def _pidfd_signal(pid_fd: int, sig: int) -> None:
+    try:
+        signal.pidfd_send_signal(pid_fd, sig)
+    except OSError:
+        pass  # already gone
+    finally:
+        os.close(pid_fd)
+
+
+def _send(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _has_exited(pid: int) -> bool:
+    """True once ``pid`` has exited; it stays a zombie (its pid and group reserved) until reaped."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return None
+
+
+def _pump(sel: selectors.BaseSelector, timeout: float) -> None:
+    if not sel.get_map():
+        time.sleep(timeout)
+        return
+    for key, _ in sel.select(timeout):
+        if key.data is None:
+            continue  # the process pidfd: the caller checks for exit
+        try:
+            data = os.read(key.fd, READ_CHUNK)
+        except BlockingIOError:
+            continue
+        if data:
+            key.data.feed(data)
+        else:
+            sel.unregister(key.fd)
+            os.close(key.fd)
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    logs: Sequence[tuple[int, _CappedLog]],
+    started: float,
+    spec: SandboxSpec,
+    stopper: _Stopper,
+) -> bool:
+    """Copy output to the logs until the command exits; enforce the time box. Returns timed_out."""
+    sel = selectors.DefaultSelector()
+    for fd, log in logs:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ, log)
+    pid_fd = _open_pidfd(proc.pid)
+    if pid_fd is not None:
+        sel.register(pid_fd, selectors.EVENT_READ, None)
+    deadline = started + spec.time_limit_s
+    kill_at = math.inf
+    timed_out = False
+    try:
+        while not _has_exited(proc.pid):
+            now = time.monotonic()
+            if not timed_out and now >= deadline:
+                timed_out = True
+                stopper.terminate()
+                kill_at = now + spec.grace_s
+            if now >= kill_at:
+                stopper.kill()
+                kill_at = math.inf
+            next_event = kill_at if timed_out else deadline
+            _pump(sel, max(0.0, min(next_event - now, 0.5)))
+        if pid_fd is not None:
+            sel.unregister(pid_fd)
+        stopper.after_exit()
+        proc.wait()
+        drain_until = time.monotonic() + DRAIN_AFTER_EXIT_S
+        while sel.get_map() and time.monotonic() < drain_until:
+            _pump(sel, max(0.0, drain_until - time.monotonic()))
+    finally:
+        for key in list(sel.get_map().values()):
+            sel.unregister(key.fd)
+            os.close(key.fd)
+        sel.close()
+        if pid_fd is not None:
+            os.close(pid_fd)
+    return timed_out
+
+
+def _exit_status(returncode: int, isolation: str) -> tuple[int | None, int | None]:
+    if returncode < 0:
+        return None, -returncode
+    if isolation == "bwrap" and 128 < returncode <= 128 + _SIGNAL_MAX:
+        return None, returncode - 128
+    return returncode, None
+
+
+def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
+    """Run ``spec.command`` sandboxed and time-boxed; return how it ended.
+
+    Raises SandboxSpecError when the spec cannot run here (missing work dir,
+    ro path or device; in rlimits mode as root, a command or work dir that uid
+    65534 cannot reach) and SandboxUnavailableError when ``isolation="bwrap"``
+    is asked for but unusable.  Whatever the command does, the call returns
+    within about ``time_limit_s + grace_s + 1`` seconds and leaves no process
+    behind; if the grader is interrupted (KeyboardInterrupt or any exception)
+    the sandbox is killed first, and if the grader dies the sandbox dies too.
+    When the grader is root, ``workdir`` is chowned to uid/gid 65534.
+    """
+    isolation = choose_isolation(spec.isolation)
+    as_root = os.geteuid() == 0
+    _preflight(spec, isolation, as_root)
+    if isolation == "bwrap":
+        argv = build_bwrap_argv(spec)
+        env: dict[str, str] = {}
+        cwd = "/"
+    else:
+        argv = build_rlimits_argv(spec, as_root=as_root, netns=isolation == "rlimits+netns")
+        env = {**spec.env, "PWD": str(spec.workdir)}
+        cwd = str(spec.workdir)
+    if as_root:
+        _give_to_sandbox_user(spec.workdir)
+
+    stdout_log = _CappedLog(spec.stdout_path, spec.log_cap_bytes)
+    stderr_log = _CappedLog(spec.stderr_path, spec.log_cap_bytes)
+    prctl = _libc_prctl() if isolation != "bwrap" else None
+    setup = functools.partial(_child_setup, rlimit_settings(spec.limits), prctl, os.getpid())
+    started = time.monotonic()
+    try:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=setup,
+                close_fds=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return SandboxResult(
+                exit_code=None,
+                signal=None,
+                timed_out=False,
+                wall_seconds=time.monotonic() - started,
+                isolation=isolation,
+                stdout_path=spec.stdout_path,
+                stderr_path=spec.stderr_path,
+                stdout_truncated=False,
+                stderr_truncated=False,
+                error=f"could not start {argv[0]}: {exc}",
+            )
+        assert proc.stdout is not None and proc.stderr is not None
+        stdout_fd, stderr_fd = os.dup(proc.stdout.fileno()), os.dup(proc.stderr.fileno())
+        proc.stdout.close()
+        proc.stderr.close()
+        for fd in (stdout_fd, stderr_fd):
+            _grow_pipe(fd)
+        stopper = _Stopper(proc, isolation)
+        try:
+            timed_out = _supervise(proc, [(stdout_fd, stdout_log), (stderr_fd, stderr_log)], started, spec, stopper)
+        except BaseException:
+            stopper.kill()
+            proc.wait()
+            stopper.after_exit()
+            raise
+        wall = time.monotonic() - started
+    finally:
+        stdout_log.close()
+        stderr_log.close()
+    exit_code, sig = _exit_status(proc.returncode, isolation)
+    return SandboxResult(
+        exit_code=exit_code,
+        signal=sig,
+        timed_out=timed_out,
+        wall_seconds=wall,
+        isolation=isolation,
+        stdout_path=spec.stdout_path,
+        stderr_path=spec.stderr_path,
+        stdout_truncated=stdout_log.truncated,
+        stderr_truncated=stderr_log.truncated,
+        error=None,
+    )
+
+
+def _grow_pipe(fd: int) -> None:
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError):
+        pass
