@@ -180,7 +180,7 @@ def emit_classroom_output(payload: str, *, environ: Mapping[str, str] | None = N
 # ---------------------------------------------------------------- the verb
 
 
-def main(*, out: Path, format: str, dest: Path | None = None, student: str | None = None,
+def main(*, out: Path, format: Format, dest: Path | None = None, student: str | None = None,
          due: datetime | None = None, now: datetime | None = None) -> list[Path]:
     """Export the results under `out` (see the module docstring); returns the files written.
 
@@ -217,13 +217,12 @@ def main(*, out: Path, format: str, dest: Path | None = None, student: str | Non
                 written.append(emitted)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ExportError(f"could not export {problems[0]}{more}")
+        raise ExportError(f"{len(problems)} result file(s) could not be exported: {problems[0]}{more}")
     return written
 
 
 def _results(root: Path, student: str | None) -> tuple[list[tuple[str, Result]], list[str]]:
-    """(folder name, result) for each result to export (one student's, or every folder's under root), and one
-    line per result file that could not be read."""
+    """The (folder name, result) pairs to export, one student's or every folder's, and why any result file failed."""
     if student is not None:
         if not student or student in (".", "..") or "/" in student or "\\" in student:
             raise ExportError(f"'{student}' is not a student id")

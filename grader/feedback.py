@@ -49,7 +49,7 @@ LOGGED_STATUSES = ("crashed", "timed_out", "sandbox_error")
 STATUS_TEXT = {
     "completed": "Your submission ran to the end.",
     "timed_out": "Your submission was stopped at the time limit; the trials it finished before then still count.",
-    "crashed": "Your submission stopped with an error; the end of its error log is shown below.",
+    "crashed": "Your submission stopped with an error.",
     "invalid_submission": "Your submission could not be run as handed in.",
     "sandbox_error": "The grader itself failed while running your submission; this is not your fault, "
                      "and it will be graded again.",
@@ -89,7 +89,7 @@ class LogExcerpt:
 
 @dataclass(frozen=True)
 class TrialPlot:
-    """One plot of a search's trials: its PNG bytes, where it is written (relative to the student's folder), a caption."""
+    """One plot of a search's trials: PNG bytes, its path relative to the student's folder, and a caption."""
 
     search: str
     path: str
@@ -113,7 +113,7 @@ class Feedback:
     plot_notes: tuple[str, ...]
     log: LogExcerpt | None
     notebook: str | None
-    result: Result
+    run_facts: tuple[tuple[str, str], ...] = ()  # instructor copy only: how the run went, as (what, value) pairs
 
     @property
     def suspect(self) -> bool:
@@ -228,14 +228,21 @@ def clean_line(line: str, limit: int = LOG_LINE_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
-def load_trials(output_dir: Path | None) -> list[dict[str, Any]]:
-    """The valid trials of output_dir/trials.jsonl (grader.validate.read_trials); none when there is no such file."""
-    if output_dir is None:
-        return []
+def load_trials(output_dir: Path | None) -> tuple[list[dict[str, Any]], str | None]:
+    """The valid trials of output_dir/trials.jsonl (grader.validate.read_trials), and a note when there are none.
+
+    The note tells a missing file apart from one whose every line was refused.
+    """
+    path = None if output_dir is None else Path(output_dir) / TRIALS_FILE
+    if path is None or not (path.exists() or path.is_symlink()):
+        return [], f"No plots: no trials were recorded in {TRIALS_FILE}."
     from grader.validate import read_trials
 
-    trials, _ = read_trials(Path(output_dir) / TRIALS_FILE)
-    return trials
+    trials, _ = read_trials(path)
+    if not trials:
+        return [], (f"No plots: {TRIALS_FILE} holds no valid trial (`grader validate-output` on your output "
+                    f"folder says why).")
+    return trials, None
 
 
 def trial_plots(trials: Sequence[Mapping[str, Any]]) -> tuple[tuple[TrialPlot, ...], tuple[str, ...]]:
@@ -262,7 +269,7 @@ def trial_plots(trials: Sequence[Mapping[str, Any]]) -> tuple[tuple[TrialPlot, .
         best = best_trial(done)
         failed = len(group) - len(done)
         caption = (f"{search} search: validation accuracy of its {len(done)} completed trial(s); best is trial "
-                   f"{best['trial_id']} at {float(best['val_accuracy']):.4f}")
+                   f"{clean_line(str(best['trial_id']), 40)} at {float(best['val_accuracy']):.4f}")
         if failed:
             caption += f"; {failed} trial(s) that did not complete are not shown"
         try:
@@ -321,23 +328,21 @@ def render_markdown(fb: Feedback) -> str:
 
     out += ["## Your trials" if fb.audience == "student" else "## Trials", ""]
     for plot in fb.plots:
-        out += [f"![{plot.caption}]({plot.path})", "", plot.caption, ""]
+        out += [f"![{plot.search} trials]({plot.path})", "", plot.caption, ""]
     for note in fb.plot_notes:
         out += [note, ""]
 
     if fb.log is not None:
         body = "\n".join(fb.log.lines)
         fence = "`" * max(3, _longest_backtick_run(body) + 1)
-        out += [f"## Log excerpt ({fb.log.path})", "",
-                f"The last {len(fb.log.lines)} line(s) of the log" + (" (earlier lines left out)" if fb.log.truncated else "")
-                + ":", "", fence, body, fence, ""]
-    if fb.audience == "instructor":
-        out += ["## Run", ""] + [f"- {k}: {v}" for k, v in _run_facts(fb.result)] + [""]
+        out += [f"## Log excerpt ({fb.log.path})", "", _log_intro(fb.log), "", fence, body, fence, ""]
+    if fb.run_facts:
+        out += ["## Run", ""] + [f"- {k}: {v}" for k, v in fb.run_facts] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
 def render_html(fb: Feedback) -> str:
-    """The feedback as one self-contained HTML page: inline CSS, plots as base64 data URIs, no script, no external asset."""
+    """The feedback as one self-contained HTML page: inline CSS, plots as data URIs, no script or external asset."""
     e = _esc
     body: list[str] = []
     title = f"Feedback for {fb.student_id}" + (" (instructor copy)" if fb.audience == "instructor" else "")
@@ -351,7 +356,8 @@ def render_html(fb: Feedback) -> str:
         body.append(f"<p>{e(_withheld_text(fb.withheld_until_due))}</p>")
     body.append("<p><strong>Verified test accuracy</strong> (the grader's own evaluation of your exported models "
                 "on the held-out test split):</p>")
-    items = [f"<li>{e(_accuracy_text(ev))}</li>" for ev in fb.evaluations] or ["<li>no exported model was evaluated</li>"]
+    items = ([f"<li>{e(_accuracy_text(ev))}</li>" for ev in fb.evaluations]
+             or ["<li>no exported model was evaluated</li>"])
     body.append("<ul>" + "".join(items) + "</ul>")
     if fb.suspect:
         body.append(f'<p class="suspect">{WARN} {e(fb.suspect_text)}</p>')
@@ -382,12 +388,10 @@ def render_html(fb: Feedback) -> str:
 
     if fb.log is not None:
         body.append(f"<h2>Log excerpt ({e(fb.log.path)})</h2>")
-        body.append(f"<p>The last {len(fb.log.lines)} line(s) of the log"
-                    + (" (earlier lines left out)" if fb.log.truncated else "") + ":</p>")
+        body.append(f"<p>{e(_log_intro(fb.log))}</p>")
         body.append("<pre>" + e("\n".join(fb.log.lines)) + "</pre>")
-    if fb.audience == "instructor":
-        body.append("<h2>Run</h2><ul>" + "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in _run_facts(fb.result))
-                    + "</ul>")
+    if fb.run_facts:
+        body.append("<h2>Run</h2><ul>" + "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in fb.run_facts) + "</ul>")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
@@ -405,7 +409,8 @@ def build_feedback(student_dir: Path, result: Result, *, output_dir: Path | None
                    due: datetime | None, audience: Audience) -> Feedback:
     """Decide what one copy of the feedback shows, reading the log and trials it needs (nothing is written)."""
     checks = visible_checks(result, audience, now, due)
-    plots, notes = trial_plots(load_trials(output_dir))
+    trials, missing = load_trials(output_dir)
+    plots, notes = trial_plots(trials) if missing is None else ((), (missing,))
     return Feedback(
         student_id=result.student_id,
         audience=audience,
@@ -419,7 +424,7 @@ def build_feedback(student_dir: Path, result: Result, *, output_dir: Path | None
         plot_notes=notes,
         log=log_excerpt(student_dir, result, audience),
         notebook=notebook_link(student_dir, result),
-        result=result,
+        run_facts=run_facts(result) if audience == "instructor" else (),
     )
 
 
@@ -546,6 +551,13 @@ def _withheld_text(n: int) -> str:
     return (f"{n} more check(s) will be shown after the due date; the score above does not include them yet.")
 
 
+def _log_intro(log: LogExcerpt) -> str:
+    if not log.lines:
+        return "The log is empty."
+    more = " (earlier lines left out)" if log.truncated else ""
+    return f"The last {len(log.lines)} line(s) of the log{more}:"
+
+
 def _accuracy_text(ev: ModelEvaluation) -> str:
     if ev.test_accuracy is None:
         return f"{ev.search}: not evaluated ({ev.error or 'no accuracy recorded'})"
@@ -572,7 +584,8 @@ def _esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _run_facts(result: Result) -> list[tuple[str, str]]:
+def run_facts(result: Result) -> tuple[tuple[str, str], ...]:
+    """How the run went, for the instructor's copy: entry point, exit, timings, slot, isolation, versions, logs."""
     t = result.timings
     facts = [
         ("entry point", str(result.entry_point)),
@@ -589,7 +602,7 @@ def _run_facts(result: Result) -> list[tuple[str, str]]:
         ("content hash", str(result.content_hash)),
     ]
     facts += [(f"log {name}", path) for name, path in sorted(result.logs.items())]
-    return facts
+    return tuple(facts)
 
 
 _CSS = (

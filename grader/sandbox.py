@@ -24,16 +24,18 @@ standard library.
 from __future__ import annotations
 
 import ctypes
-import errno
+import fcntl
 import functools
 import math
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import types
@@ -82,6 +84,8 @@ READ_CHUNK = 1 * MiB
 PIPE_SIZE = 1 * MiB
 # The probe that decides whether bubblewrap is usable must finish within this.
 PROBE_TIMEOUT_S = 15.0
+# After a kill, how long to wait for the sandbox's PID namespace to finish dying.
+INIT_EXIT_WAIT_S = 2.0
 _PR_SET_PDEATHSIG = 1
 _SIGNAL_MAX = 64  # statuses 129..192 from bubblewrap mean "killed by signal status-128"
 
@@ -388,8 +392,7 @@ def build_bwrap_argv(spec: SandboxSpec) -> list[str]:
     plan.other("--proc", "/proc", "--dev", "/dev")
     plan.tmpfs("/dev/shm", "--perms", "1777", "--size", tmpfs_size)
     plan.tmpfs("/tmp", "--perms", "1777", "--size", tmpfs_size)
-    import sys  # the grader's own interpreter: its prefixes must be visible inside
-
+    # The grader's own interpreter prefixes must be visible inside (venv and base).
     for prefix in dict.fromkeys([sys.base_prefix, sys.prefix, *map(str, spec.ro_paths)]):
         plan.ro_bind_once(os.path.normpath(prefix))
     workdir = str(spec.workdir)
@@ -460,7 +463,8 @@ def _preflight(spec: SandboxSpec, isolation: str, as_root: bool) -> None:
         if not os.path.exists(device):
             raise SandboxSpecError(f"device does not exist: {device}")
     if isolation != "bwrap" and as_root:
-        for what in (str(spec.workdir), _resolve_command(spec.command[0], spec.env, spec.workdir)):
+        # The work dir itself is handed to the sandbox user; the way to it must be open.
+        for what in (str(spec.workdir.parent), _resolve_command(spec.command[0], spec.env, spec.workdir)):
             if what is None:
                 continue
             reason = unreachable_reason(what)
@@ -529,95 +533,123 @@ class _CappedLog:
 
 
 class _Stopper:
-    """Signals everything a sandboxed run started."""
+    """Signals everything a sandboxed run started.
+
+    Under bubblewrap the sandbox is a PID namespace whose init is the outer
+    bwrap's only child: every process whose ``/proc/PID/ns/pid`` matches the
+    init's is in the sandbox, and when the init dies the kernel kills them all.
+    Signals go through pidfds, so a recycled pid is never hit.
+    """
 
     def __init__(self, proc: subprocess.Popen[bytes], isolation: str) -> None:
         self._proc = proc
         self._bwrap = isolation == "bwrap"
+        self._init_fd: int | None = None
+        self._namespace: str | None = None
 
     def terminate(self) -> None:
         """Ask politely: SIGTERM to the process group, or to every process in the PID namespace."""
         if self._bwrap:
             for pid_fd in self._namespace_members():
                 _pidfd_signal(pid_fd, signal.SIGTERM)
-        else:
+        elif self._proc.returncode is None:
             _killpg(self._proc.pid, signal.SIGTERM)
 
     def kill(self) -> None:
-        """SIGKILL: the outer bwrap (its PID namespace dies with it) or the whole process group."""
+        """SIGKILL everything: the namespace's processes, its init and the outer bwrap, or the process group."""
         if self._bwrap:
-            for pid_fd in self._namespace_members(include_init=True):
+            for pid_fd in self._namespace_members():
                 _pidfd_signal(pid_fd, signal.SIGKILL)
-            _send(self._proc.pid, signal.SIGKILL)
-        else:
+            if self._init_fd is not None:
+                _pidfd_signal(self._init_fd, signal.SIGKILL, close=False)
+            if self._proc.returncode is None:  # never signal a reaped (reusable) pid
+                self._proc.kill()
+        elif self._proc.returncode is None:
             _killpg(self._proc.pid, signal.SIGKILL)
 
     def after_exit(self) -> None:
-        """The command has exited (not yet reaped): kill what it left behind in its group."""
+        """The command has exited but is not reaped yet: make sure nothing it started lives on."""
         if not self._bwrap:
-            _killpg(self._proc.pid, signal.SIGKILL)
+            if self._proc.returncode is None:
+                _killpg(self._proc.pid, signal.SIGKILL)  # its unreaped pid still holds the group
+        elif self._init_fd is not None:
+            # The namespace is gone once its init has exited (the kernel kills the rest first).
+            select.select([self._init_fd], [], [], INIT_EXIT_WAIT_S)
+        self.close()
 
-    def _namespace_members(self, include_init: bool = False) -> list[int]:
-        """pidfds of the processes in the sandbox's PID namespace (its init last, if asked)."""
+    def close(self) -> None:
+        if self._init_fd is not None:
+            os.close(self._init_fd)
+            self._init_fd = None
+
+    def _find_namespace(self) -> bool:
+        if self._init_fd is not None:
+            return True
         init = _child_of(self._proc.pid)
         if init is None:
-            return []
+            return False  # bwrap has not started its namespace yet
         try:
-            namespace = os.readlink(f"/proc/{init}/ns/pid")
             init_fd = os.pidfd_open(init)
         except OSError:
+            return False
+        try:
+            self._namespace = os.readlink(f"/proc/{init}/ns/pid")
+        except OSError:
+            os.close(init_fd)
+            return False
+        self._init_fd = init_fd
+        return True
+
+    def _namespace_members(self) -> list[int]:
+        """pidfds of the processes in the sandbox's PID namespace, its init excepted."""
+        if not self._find_namespace():
             return []
         members: list[int] = []
         for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == init:
+            if not entry.isdigit() or not _in_namespace(entry, self._namespace):
                 continue
             try:
                 pid_fd = os.pidfd_open(int(entry))
             except OSError:
                 continue
-            try:
-                same = os.readlink(f"/proc/{entry}/ns/pid") == namespace
-            except OSError:
-                same = False
-            if same:
+            # Checked again with the pidfd held: the pid now names the process the pidfd pins.
+            if _in_namespace(entry, self._namespace) and _parent_of(entry) != self._proc.pid:
                 members.append(pid_fd)
             else:
                 os.close(pid_fd)
-        if include_init:
-            members.append(init_fd)
-        else:
-            os.close(init_fd)
         return members
+
+
+def _in_namespace(pid: str, namespace: str | None) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == namespace
+    except OSError:
+        return False
+
+
+def _parent_of(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _child_of(parent: int) -> int | None:
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 1 and int(fields[1]) == parent:
+        if entry.isdigit() and _parent_of(entry) == parent:
             return int(entry)
     return None
 
 
-def _pidfd_signal(pid_fd: int, sig: int) -> None:
+def _pidfd_signal(pid_fd: int, sig: int, *, close: bool = True) -> None:
     try:
         signal.pidfd_send_signal(pid_fd, sig)
     except OSError:
         pass  # already gone
     finally:
-        os.close(pid_fd)
-
-
-def _send(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+        if close:
+            os.close(pid_fd)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -783,8 +815,8 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
             timed_out = _supervise(proc, [(stdout_fd, stdout_log), (stderr_fd, stderr_log)], started, spec, stopper)
         except BaseException:
             stopper.kill()
-            proc.wait()
             stopper.after_exit()
+            proc.wait()
             raise
         wall = time.monotonic() - started
     finally:
@@ -806,8 +838,6 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
 
 
 def _grow_pipe(fd: int) -> None:
-    import fcntl
-
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     except (OSError, AttributeError):

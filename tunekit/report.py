@@ -73,6 +73,17 @@ def write_answers(out: Path, answers: Mapping[str, Any]) -> Path:
     return path
 
 
+def merge_answers(derived: Mapping[str, Any], own: Path) -> dict[str, Any]:
+    """The derived answers, with every answer the student wrote in `own` (an answers.yaml) taking precedence."""
+    merged = dict(derived)
+    if own.is_file():
+        written = yaml.safe_load(own.read_text("utf-8")) or {}
+        if not isinstance(written, dict):
+            raise ValueError(f"{own}: expected question: answer pairs, found {type(written).__name__}")
+        merged.update({k: v for k, v in written.items() if v not in (None, "") and k != "contract_version"})
+    return merged
+
+
 def write_plots(out: Path, trials: Sequence[Mapping[str, Any]], searches: Sequence[str]) -> list[Path]:
     """plots/<search>_trials.png for each search and plots/best_so_far.png comparing them."""
     os.environ.setdefault("MPLBACKEND", "Agg")
