@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
 from grader import __version__
 
 EXIT_USAGE = 2
+
+
+def _datetime(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--require-sandbox", action="store_true", help="refuse to grade without bubblewrap")
     grade.add_argument("--backend", choices=("torch", "tensorflow"), default="torch", help="KERAS_BACKEND for runs")
 
+    template = verbs.add_parser("make-template", help="generate the student starter repo from the reference")
+    template.add_argument("reference", type=Path, nargs="?", default=Path("reference"))
+    template.add_argument("dest", type=Path, nargs="?", default=Path("student_template"))
+    template.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"),
+                          help="the rubric students get a copy of (hidden checks removed)")
+    template.add_argument("--check", action="store_true", help="only report files that are out of date (exit 1)")
+
+    check = verbs.add_parser("check", help="self-check: grade your repository with the quick rubric's visible checks")
+    check.add_argument("path", type=Path, nargs="?", default=Path("."))
+    check.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"))
+    check.add_argument("--time-limit", type=float, metavar="SECONDS")
+
+    classroom = verbs.add_parser("classroom", help="grade this repository for GitHub Classroom (writes the `result` output)")
+    classroom.add_argument("path", type=Path, nargs="?", default=Path("."))
+    classroom.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"))
+    classroom.add_argument("--time-limit", type=float, metavar="SECONDS")
+
+    exp = verbs.add_parser("export", help="write Gradescope or GitHub Classroom results from OUT's result files")
+    exp.add_argument("out", type=Path)
+    exp.add_argument("--format", choices=("gradescope", "classroom"), required=True)
+    exp.add_argument("--dest", type=Path, help="write here instead of OUT/<student>/<format>/")
+    exp.add_argument("--student", help="export one student only (DEST/results.json)")
+    exp.add_argument("--due", type=_datetime, help="ISO date; after_due_date checks reach Classroom after it")
+
     check_out = verbs.add_parser("validate-output", help="check an output dir against submission contract v1")
     check_out.add_argument("path", type=Path)
 
@@ -47,6 +76,28 @@ def run(args: argparse.Namespace) -> int:
                              time_limit=args.time_limit, gpus=args.gpus, per_gpu=args.per_gpu, jobs=args.jobs,
                              force=args.force, require_sandbox=args.require_sandbox, backend=args.backend)
         return 0 if summary is not None else 1
+    if args.verb in ("check", "classroom"):
+        from grader import selfcheck
+
+        verb = selfcheck.check_main if args.verb == "check" else selfcheck.classroom_main
+        return verb(path=args.path, rubric=args.rubric, time_limit=args.time_limit)
+    if args.verb == "export":
+        from grader import export
+
+        for path in export.main(out=args.out, format=args.format, dest=args.dest, student=args.student, due=args.due):
+            print(path, file=sys.stderr)  # stdout may carry the classroom `result=...` line
+        return 0
+    if args.verb == "make-template":
+        from grader import template
+
+        problems = template.main(reference=args.reference, dest=args.dest, rubric=args.rubric, check=args.check)
+        for problem in problems:
+            print(problem)
+        if args.check:
+            print(f"{args.dest} is out of date: run `grader make-template`" if problems else f"{args.dest} is in sync")
+        else:
+            print(f"wrote {args.dest} from {args.reference}")
+        return 1 if problems else 0
     if args.verb == "validate-output":
         from grader import validate
 
@@ -67,17 +118,19 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and turn the errors a user can fix into one line and exit code 2."""
+    from grader.export import ExportError
     from grader.rubric import RubricError
     from grader.sandbox import SandboxUnavailableError
     from grader.scheduler import SlotError
     from grader.staging import DuplicateStudentError
+    from grader.template import TemplateError
     from tunekit.data import CorruptDatasetError, DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (RubricError, SandboxUnavailableError, SlotError, DuplicateStudentError, DatasetNotFoundError,
-            CorruptDatasetError, FileNotFoundError) as exc:
+    except (ExportError, RubricError, SandboxUnavailableError, SlotError, DuplicateStudentError, DatasetNotFoundError,
+            CorruptDatasetError, TemplateError, FileNotFoundError) as exc:
         print(f"grader: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from grader import __version__
+from grader.feedback import write_feedback
 from grader.gradebook import rebuild_gradebook
 from grader.result import Result, Slot, Timings, needs_grading, read_result, write_result
 from grader.rubric import Rubric, load_rubric
@@ -53,13 +54,13 @@ def main(
     force: bool = False,
     require_sandbox: bool = False,
     backend: str = "torch",
+    isolation: str = "auto",
     console: Console | None = None,
     executor: Executor | None = None,
 ) -> BatchSummary:
     """Grade the submissions found under the given paths into `out` (see the README's `grader grade`)."""
     console = console or Console(stderr=True)
     spec = load_rubric(rubric)
-    isolation = "auto"
     if require_sandbox:
         usable, why = bwrap_usable()
         if not usable:
@@ -109,6 +110,8 @@ def main(
 
         def done(job: Job, result: Result) -> None:
             write_result(job.layout.result, result)
+            for audience in ("student", "instructor"):
+                write_feedback(job.layout.root, result, output_dir=job.layout.outputs, audience=audience)
             statuses[result.student_id] = result.status
             key = {"completed": "done", "timed_out": "timed_out"}.get(result.status, "failed")
             counts[key] += 1
@@ -171,8 +174,8 @@ def _prepare_data(out: Path, dataset: str) -> tuple[Path, TestSplit]:
     train_dir = out / DATA_DIR / "train"
     train_file = train_dir / f"{dataset}.npz"
     if not train_file.exists():
-        data.write_train_split(train_dir, dataset)
-    x_test, y_test = data.load_test(dataset)
+        data.write_train_split(train_dir, dataset, allow_download=True)
+    x_test, y_test = data.load_test(dataset, allow_download=True)
     images = out / DATA_DIR / "test" / f"{dataset}-images.npy"
     if not images.exists():
         images.parent.mkdir(parents=True, exist_ok=True)

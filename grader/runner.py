@@ -15,7 +15,7 @@ import numpy as np
 from grader import __version__
 from grader.contract import MODELS_DIR, SEARCHES
 from grader.result import Artifact, Isolation, ModelEvaluation, Result, Slot, Timings
-from grader.sandbox import SandboxResult, SandboxUnavailableError, run_sandboxed
+from grader.sandbox import SandboxResult, SandboxSpecError, SandboxUnavailableError, run_sandboxed
 from grader.session import EVAL_REPORT, Layout, SessionSettings, plan_evaluation, plan_submission
 from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
 
@@ -90,7 +90,7 @@ def grade_submission(job: Job, slot: Slot) -> Result:
     layout.logs.mkdir(parents=True, exist_ok=True)
     try:
         run = run_sandboxed(plan_submission(layout, entry, slot, job.settings))
-    except (SandboxUnavailableError, OSError) as exc:
+    except (SandboxUnavailableError, SandboxSpecError, OSError) as exc:
         return finish("sandbox_error", f"the sandbox could not start: {exc}", entry_point=entry)
     isolation = Isolation(run.isolation, _isolation_details(job.settings))
     status, message = _verdict(run, layout, job.settings)
@@ -221,7 +221,7 @@ def _run_evaluation(layout: Layout, slot: Slot, job: Job, searches: list[str]) -
     spec = plan_evaluation(layout, [f"best_{s}.keras" for s in searches], slot, job.settings, job.test.images)
     try:
         run = run_sandboxed(spec)
-    except (SandboxUnavailableError, OSError) as exc:
+    except (SandboxUnavailableError, SandboxSpecError, OSError) as exc:
         return {s: f"the evaluation sandbox could not start: {exc}" for s in searches}
     if run.timed_out:
         return {s: f"evaluating the models took longer than {spec.time_limit_s:g} s" for s in searches}

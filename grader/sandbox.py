@@ -174,6 +174,8 @@ class SandboxSpec:
             raise SandboxSpecError(f"log_cap_bytes must be a positive integer, got {self.log_cap_bytes!r}")
         if self.isolation not in ISOLATIONS:
             raise SandboxSpecError(f"isolation must be one of {', '.join(ISOLATIONS)}; got {self.isolation!r}")
+        if self.stdout_path == self.stderr_path:
+            raise SandboxSpecError(f"stdout_path and stderr_path must differ; both are {self.stdout_path}")
         for name in ("stdout_path", "stderr_path"):
             log = getattr(self, name)
             if _is_within(log, self.workdir):
@@ -479,10 +481,25 @@ def _preflight(spec: SandboxSpec, isolation: str, as_root: bool) -> None:
 # Doing: start, supervise, time out, clean up
 # ---------------------------------------------------------------------------
 def _give_to_sandbox_user(workdir: Path) -> None:
-    os.lchown(workdir, SANDBOX_UID, SANDBOX_GID)
+    """chown -R to uid/gid 65534 without following symlinks.
+
+    A regular file with other hard links is left alone: it may be a link to a
+    host file that an earlier run planted, and chowning it would hand that
+    file over too.
+    """
+    paths = [str(workdir)]
     for root, dirs, files in os.walk(workdir):
-        for name in (*dirs, *files):
-            os.lchown(os.path.join(root, name), SANDBOX_UID, SANDBOX_GID)
+        paths += [os.path.join(root, name) for name in (*dirs, *files)]
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if (st.st_uid, st.st_gid) == (SANDBOX_UID, SANDBOX_GID):
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            continue
+        os.lchown(path, SANDBOX_UID, SANDBOX_GID)
 
 
 def _child_setup(settings: tuple[tuple[int, int], ...], prctl: Callable[..., int] | None, parent: int) -> None:
@@ -754,10 +771,19 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
     ro path or device; in rlimits mode as root, a command or work dir that uid
     65534 cannot reach) and SandboxUnavailableError when ``isolation="bwrap"``
     is asked for but unusable.  Whatever the command does, the call returns
-    within about ``time_limit_s + grace_s + 1`` seconds and leaves no process
-    behind; if the grader is interrupted (KeyboardInterrupt or any exception)
-    the sandbox is killed first, and if the grader dies the sandbox dies too.
-    When the grader is root, ``workdir`` is chowned to uid/gid 65534.
+    within about ``time_limit_s + grace_s + 1`` seconds.  At the time limit
+    every sandboxed process gets SIGTERM, and SIGKILL ``grace_s`` later.  If
+    the grader is interrupted (KeyboardInterrupt or any exception) the sandbox
+    is killed before the exception propagates; if the grader process dies, the
+    sandbox dies with it.
+
+    Under bubblewrap nothing the command started survives the call.  Without
+    it, the process group is killed, but a process that left the group
+    (``setsid``) is out of reach, and when the grader is killed only the direct
+    child dies with it.
+
+    When the grader is root, ``workdir`` is chowned to uid/gid 65534 first
+    (symlinks and multiply-linked files excepted).
     """
     isolation = choose_isolation(spec.isolation)
     as_root = os.geteuid() == 0

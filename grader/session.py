@@ -16,6 +16,7 @@ from grader.sandbox import Limits, SandboxSpec
 MIB = 1024 * 1024
 OUTPUT_SUBDIR = "outputs"
 EVAL_REPORT = "report.json"
+GRACE_S = 1.5  # SIGTERM at the limit, SIGKILL this much later: the box holds within 2 s
 BUDGET_MARGIN = 0.9  # the submission is told 90% of its box (less a few seconds), so it can finish writing
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
@@ -155,6 +156,7 @@ def plan_submission(layout: Layout, entry_point: str, slot: Slot, settings: Sess
         workdir=layout.work,
         env=env,
         time_limit_s=settings.time_limit_s,
+        grace_s=GRACE_S,
         stdout_path=layout.logs / "stdout.log",
         stderr_path=layout.logs / "stderr.log",
         limits=settings.limits,

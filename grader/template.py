@@ -89,9 +89,19 @@ def stub_notebook(text: str, *, where: str) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
-def plan_template(reference: Path) -> list[TemplateFile]:
-    """Every file the template must hold, decided from the reference alone (nothing is written)."""
+def student_rubric(rubric: Path) -> bytes:
+    """The rubric as students may see it: hidden checks and calibration results removed."""
+    doc = json.loads(rubric.read_text("utf-8"))
+    doc.pop("calibration", None)
+    doc["checks"] = [c for c in doc.get("checks", []) if c.get("visibility", "visible") != "hidden"]
+    return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+
+
+def plan_template(reference: Path, rubric: Path | None = None) -> list[TemplateFile]:
+    """Every file the template must hold, decided from the reference (and the quick rubric); nothing is written."""
     files = []
+    if rubric is not None:
+        files.append(TemplateFile(f"rubrics/{rubric.name}", student_rubric(rubric)))
     for name in STUBBED:
         source = reference / name
         if not source.is_file():
@@ -146,9 +156,9 @@ def write_template(files: list[TemplateFile], dest: Path) -> None:
             target.write_bytes(f.content)
 
 
-def main(*, reference: Path, dest: Path, check: bool = False) -> list[str]:
+def main(*, reference: Path, dest: Path, rubric: Path | None = None, check: bool = False) -> list[str]:
     """Generate dest from reference, or with check=True only list what is out of date (empty: in sync)."""
-    files = plan_template(reference)
+    files = plan_template(reference, rubric)
     if check:
         return out_of_date(files, dest)
     write_template(files, dest)

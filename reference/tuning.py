@@ -1,4 +1,4 @@
-"""Reference solution: tune a small CNN with KerasTuner grid search and random search, and report what was learned.
+"""Tune a small CNN with KerasTuner grid search and random search, and report what was learned.
 
 Read it top to bottom:
   1. the baseline CNN, built from hyperparameters (build_model) and trained by a
@@ -8,9 +8,9 @@ Read it top to bottom:
   4. answering the analysis questions from the trials (answer_questions);
   5. run(): load data, search, export the best models, write the report.
 
-Run it with `python tuning.py --profile quick --out outputs` (in this repository:
-`python -m reference.run ...`), or through the grader, which sets GRADER_OUTPUT_DIR,
-GRADER_PROFILE, GRADER_TIME_BUDGET_S, GRADER_SEED and GRADER_DATA_DIR.
+Run it with `python tuning.py --profile quick --out outputs`, or let the grader run it:
+it sets GRADER_OUTPUT_DIR, GRADER_PROFILE, GRADER_TIME_BUDGET_S, GRADER_SEED and
+GRADER_DATA_DIR, which this script reads.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ REPORT_RESERVE_S = 8.0  # seconds kept back from the time budget to export model
 # ---- 1. the model ----------------------------------------------------------------------
 def build_model(hp: kt.HyperParameters, input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10) -> keras.Model:
     """Two Conv2D+MaxPooling blocks, dropout and a dense head; filters, kernel_size, dropout, l2, learning_rate from hp."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: build two Conv2D+MaxPooling blocks, Dropout and a Dense head from hp, compiled with Adam(learning_rate)
     filters = _hp(hp, "filters")
     kernel_size = _hp(hp, "kernel_size")
     l2 = _hp(hp, "l2")
@@ -82,7 +82,7 @@ class CNNHyperModel(kt.HyperModel):
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
         """Train with the trial's batch size and number of epochs."""
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION: train the model with the trial's batch_size and epochs
         return model.fit(*args, batch_size=_hp(hp, "batch_size"), epochs=_hp(hp, "epochs"), **kwargs)
         # END SOLUTION
 
@@ -95,7 +95,7 @@ def _hp(hp: kt.HyperParameters, name: str) -> Any:
 # ---- 2. the search spaces ---------------------------------------------------------------
 def grid_search_space(profile: str) -> GridSpace:
     """The grid: every combination of these values is trained once."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: define the grid of hyperparameter values for each profile
     if profile == "quick":  # 2 x 2 x 2 x 2 = 16 trials of one epoch on 3,000 images
         return GridSpace(
             values={"learning_rate": (0.001, 0.01), "batch_size": (32, 64), "filters": (8, 16), "dropout": (0.0, 0.3)},
@@ -117,7 +117,7 @@ def grid_search_space(profile: str) -> GridSpace:
 
 def random_search_space(profile: str) -> RandomSpace:
     """The random search: ranges to sample from, and how many trials to sample."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: define the random-search ranges and trial budget for each profile
     ranges = {
         "learning_rate": Range.float(1e-4, 1e-1, sampling="log"),
         "batch_size": Range.choice(32, 64, 128),
@@ -168,7 +168,7 @@ def run_search(
 # ---- 4. the analysis questions --------------------------------------------------------------
 def answer_questions(trials: list[dict[str, Any]]) -> dict[str, Any]:
     """Answer the assignment's questions from the trials themselves, not from expectations."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: answer the analysis questions of answers.yaml from the trials
     effects = analysis.hyperparameter_effects(trials)
     best = {s: analysis.best_trial([t for t in trials if t["search"] == s]) for s in ("grid", "random")}
     seconds = {s: round(sum(t["train_seconds"] for t in trials if t["search"] == s), 2) for s in ("grid", "random")}

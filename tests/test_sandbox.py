@@ -270,6 +270,21 @@ def test_command_runs_as_uid_65534_with_no_groups(mode: str, workdir: Path, tmp_
     assert (workdir / "staged.txt").stat().st_uid == 65534  # the work dir was handed over
 
 
+@needs_root
+def test_workdir_is_handed_over_but_a_hard_link_to_a_host_file_is_not(workdir: Path, tmp_path: Path) -> None:
+    host_file = workdir.parent / f"{workdir.name}-host-file"  # same file system as the work dir
+    host_file.write_text("owned by root\n")
+    try:
+        os.link(host_file, workdir / "planted-link")
+        (workdir / "staged.txt").write_text("from the grader\n")
+        result, _, _ = run_fixture("rlimits", workdir, tmp_path, "exits_with_code.py", "0")
+        assert result.exit_code == 0
+        assert (workdir / "staged.txt").stat().st_uid == 65534
+        assert host_file.stat().st_uid == 0
+    finally:
+        host_file.unlink()
+
+
 # ---------------------------------------------------------------------------
 # the grader itself dies or is interrupted
 # ---------------------------------------------------------------------------
@@ -525,3 +540,20 @@ def test_rlimits_mode_refuses_a_command_uid_65534_cannot_reach(workdir: Path, tm
 
 def test_truncation_marker_is_one_line_naming_the_cap() -> None:
     assert truncation_marker(2 * MiB) == b"\n[... output truncated at 2097152 bytes ...]\n"
+
+
+# ---------------------------------------------------------------------------
+# GPU: device nodes reach the sandbox
+# ---------------------------------------------------------------------------
+NVIDIA_DEVICES = tuple(sorted(str(p) for p in Path("/dev").glob("nvidia*") if p.is_char_device()))
+
+
+@pytest.mark.gpu
+@pytest.mark.sandbox
+@pytest.mark.skipif(not BWRAP_OK, reason=f"bubblewrap sandbox unusable here: {BWRAP_WHY}")
+@pytest.mark.skipif(not NVIDIA_DEVICES or shutil.which("nvidia-smi") is None, reason="no NVIDIA GPU and nvidia-smi here")
+def test_bwrap_with_nvidia_devices_sees_the_gpu(workdir: Path, tmp_path: Path) -> None:
+    spec = make_spec("bwrap", workdir, tmp_path, (shutil.which("nvidia-smi"), "-L"), devices=NVIDIA_DEVICES)
+    result = run_sandboxed(spec)
+    assert result.exit_code == 0, spec.stderr_path.read_text()
+    assert spec.stdout_path.read_text().startswith("GPU 0: ")

@@ -698,13 +698,14 @@ def load_test(
     return to_float(images), labels
 
 
-def write_train_split(directory: PathArg, name: str, *, data_dir: PathArg | None = None) -> Path:
+def write_train_split(directory: PathArg, name: str, *, data_dir: PathArg | None = None,
+                      allow_download: bool = False) -> Path:
     """Write ONLY the train split of `name` as `<directory>/<name>.npz` (x_train, y_train) and return its path.
 
     The folder can be handed to a submission as GRADER_DATA_DIR: it holds no test data,
     so asking it for the test split raises DatasetNotFoundError.
     """
-    images, labels = load_split(name, "train", data_dir=data_dir)
+    images, labels = load_split(name, "train", data_dir=data_dir, allow_download=allow_download)
     if _INFO[name].image_shape[2] == 1:
         images = images[..., 0]  # (N, 28, 28), as Keras' mnist.npz stores it
     target = Path(directory) / f"{name}.npz"

@@ -1,0 +1,167 @@
+"""Tune a small CNN with KerasTuner grid search and random search, and report what was learned.
+
+Read it top to bottom:
+  1. the baseline CNN, built from hyperparameters (build_model) and trained by a
+     HyperModel that also tunes batch size and epochs (CNNHyperModel);
+  2. the search spaces of each profile (grid_search_space, random_search_space);
+  3. running the searches (run_search), which writes trials.jsonl as trials end;
+  4. answering the analysis questions from the trials (answer_questions);
+  5. run(): load data, search, export the best models, write the report.
+
+Run it with `python tuning.py --profile quick --out outputs`, or let the grader run it:
+it sets GRADER_OUTPUT_DIR, GRADER_PROFILE, GRADER_TIME_BUDGET_S, GRADER_SEED and
+GRADER_DATA_DIR, which this script reads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras
+import keras_tuner as kt
+
+from tunekit import analysis, data, report
+from tunekit.config import RunConfig, parse_args
+from tunekit.recorder import ORACLES, Deadline, RecordingTuner, TrialLog
+from tunekit.spaces import GridSpace, Range, RandomSpace, to_keras_tuner
+
+# ---- defaults, in one place -------------------------------------------------------
+PROFILE_DATA = {  # (train examples, validation examples); None = the whole train split, 10% held for validation
+    "quick": (3000, 1000),
+    "full": (None, None),
+}
+DEFAULTS = {"learning_rate": 1e-3, "batch_size": 64, "epochs": 1, "filters": 16, "kernel_size": 3, "dropout": 0.25, "l2": 0.0}
+DENSE_UNITS = 64
+REPORT_RESERVE_S = 8.0  # seconds kept back from the time budget to export models and write the report
+
+
+# ---- 1. the model ----------------------------------------------------------------------
+def build_model(hp: kt.HyperParameters, input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10) -> keras.Model:
+    """Two Conv2D+MaxPooling blocks, dropout and a dense head; filters, kernel_size, dropout, l2, learning_rate from hp."""
+    raise NotImplementedError("TODO(student): build two Conv2D+MaxPooling blocks, Dropout and a Dense head from hp, compiled with Adam(learning_rate)")
+
+
+class CNNHyperModel(kt.HyperModel):
+    """Builds the CNN for a trial and trains it with the trial's batch_size and epochs."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
+        super().__init__(name="baseline_cnn")
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        return build_model(hp, self.input_shape, self.num_classes)
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        """Train with the trial's batch size and number of epochs."""
+        raise NotImplementedError("TODO(student): train the model with the trial's batch_size and epochs")
+
+
+def _hp(hp: kt.HyperParameters, name: str) -> Any:
+    """The trial's value of a hyperparameter, or its default when the search does not set it."""
+    return hp.get(name) if name in hp.values else DEFAULTS[name]
+
+
+# ---- 2. the search spaces ---------------------------------------------------------------
+def grid_search_space(profile: str) -> GridSpace:
+    """The grid: every combination of these values is trained once."""
+    raise NotImplementedError("TODO(student): define the grid of hyperparameter values for each profile")
+
+
+def random_search_space(profile: str) -> RandomSpace:
+    """The random search: ranges to sample from, and how many trials to sample."""
+    raise NotImplementedError("TODO(student): define the random-search ranges and trial budget for each profile")
+
+
+# ---- 3. running a search ----------------------------------------------------------------
+def run_search(
+    search: str,
+    space: GridSpace | RandomSpace,
+    dataset: data.TrainVal,
+    config: RunConfig,
+    *,
+    deadline: Deadline | None = None,
+) -> RecordingTuner:
+    """Run one search with KerasTuner; each finished trial is appended to trials.jsonl as it ends."""
+    max_trials = space.size if isinstance(space, GridSpace) else space.max_trials
+    oracle = ORACLES[search](
+        objective=kt.Objective("val_accuracy", direction="max"),
+        max_trials=max_trials,
+        hyperparameters=to_keras_tuner(space),
+        tune_new_entries=False,
+        seed=config.seed,
+    )
+    tuner = RecordingTuner(
+        search=search,
+        trial_log=TrialLog(config.out / "trials.jsonl"),
+        seed=config.seed,
+        deadline=deadline,
+        oracle=oracle,
+        hypermodel=CNNHyperModel(dataset.x_train.shape[1:], 10),
+        directory=str(config.out / "tuner"),
+        project_name=search,
+        overwrite=True,
+    )
+    tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+    return tuner
+
+
+# ---- 4. the analysis questions --------------------------------------------------------------
+def answer_questions(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Answer the assignment's questions from the trials themselves, not from expectations."""
+    raise NotImplementedError("TODO(student): answer the analysis questions of answers.yaml from the trials")
+
+
+# ---- 5. the whole run -------------------------------------------------------------------------
+def run(config: RunConfig) -> list[dict[str, Any]]:
+    """Load the data, run every search, export each best model, write the report; returns the trials."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "trials.jsonl").unlink(missing_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    started = time.monotonic()
+
+    train_size, val_size = PROFILE_DATA[config.profile]
+    dataset = data.load_train_val(config.dataset, data_dir=config.data_dir, train_size=train_size, val_size=val_size,
+                                  seed=config.seed)
+    print(f"data: {len(dataset.x_train)} train / {len(dataset.x_val)} validation images from {dataset.source}")
+
+    spaces: dict[str, GridSpace | RandomSpace] = {"grid": grid_search_space(config.profile)}
+    spaces["random"] = random_search_space(config.profile)
+    if config.bayesian:
+        spaces["bayesian"] = random_search_space(config.profile)
+    report.write_search_spaces(config.out, dataset=config.dataset, profile=config.profile, spaces=spaces)
+
+    planned = {s: (sp.size if isinstance(sp, GridSpace) else sp.max_trials) for s, sp in spaces.items()}
+    for i, (search, space) in enumerate(spaces.items()):
+        deadline = None
+        if config.time_budget_s is not None:  # share what is left in proportion to the trials still planned
+            left = config.time_budget_s - (time.monotonic() - started) - REPORT_RESERVE_S
+            deadline = Deadline(max(0.0, left * planned[search] / sum(list(planned.values())[i:])))
+        tuner = run_search(search, space, dataset, config, deadline=deadline)
+        if tuner.oracle.get_best_trials(1):
+            (config.out / "models").mkdir(exist_ok=True)
+            tuner.get_best_models(1)[0].save(config.out / "models" / f"best_{search}.keras")
+
+    trials = TrialLog(config.out / "trials.jsonl").read()
+    rows = report.comparison_rows(trials, list(spaces))
+    report.write_comparison(config.out, rows)
+    report.write_plots(config.out, trials, list(spaces))
+    own_answers = Path("answers.yaml")  # what the student wrote (in the repo root) wins over the derived answers
+    report.write_answers(config.out, report.merge_answers(answer_questions(trials), own_answers))
+    print(report.format_table(rows))
+    print(f"wrote {config.out} in {time.monotonic() - started:.1f} s")
+    return trials
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv, description=__doc__.splitlines()[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
