@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	touch $@
 
 demo: setup
-	$(BIN)/python -m reference.run --profile quick --out demo-out/reference
+	$(BIN)/python examples/build.py
+	$(BIN)/grader grade examples/submissions --rubric rubrics/quick.json --out demo-out --gpus none --jobs 2
 
 test: setup
 	$(BIN)/python -m pytest -q

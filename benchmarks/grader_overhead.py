@@ -80,11 +80,16 @@ def direct_run(kind: str, work: Path, repeat: int = 3) -> float:
     return best
 
 
-def grade_batch(subs: Path, rubric_path: Path, out: Path, *, jobs: int, isolation: str) -> float:
+def grade_batch(subs: Path, rubric_path: Path, out: Path, *, jobs: int, isolation: str) -> float | str:
+    """Wall seconds for grading the batch, or why this isolation cannot run here."""
     start = time.perf_counter()
-    grade.main(submissions=[subs], rubric=rubric_path, out=out, gpus="none", jobs=jobs, isolation=isolation,
-               console=Console(file=io.StringIO()))
-    return time.perf_counter() - start
+    summary = grade.main(submissions=[subs], rubric=rubric_path, out=out, gpus="none", jobs=jobs, isolation=isolation,
+                         console=Console(file=io.StringIO()))
+    wall = time.perf_counter() - start
+    failed = [s for s, status in summary.statuses.items() if status != "completed"]
+    if failed:
+        return read_result(out / failed[0] / "result.json").message
+    return wall
 
 
 def main() -> int:
@@ -107,11 +112,16 @@ def main() -> int:
             for mode in modes:
                 for jobs in (1, 2):
                     wall = grade_batch(subs, rubric_path, work / f"out-{kind}-{mode}-{jobs}", jobs=jobs, isolation=mode)
+                    if isinstance(wall, str):
+                        print(f"{kind + ', ' + mode + ', --jobs ' + str(jobs):34} not measured: {wall}")
+                        continue
                     walls[(kind, mode, jobs)] = wall
                     overhead = f"{(wall - args.n * own[kind]) / args.n:15.2f}" if jobs == 1 else f"{'-':>15}"
                     print(f"{kind + ', ' + mode + ', --jobs ' + str(jobs):34} {wall:8.2f} {overhead}")
         for kind in ("script", "notebook"):
             for mode in modes:
+                if (kind, mode, 1) not in walls or (kind, mode, 2) not in walls:
+                    continue
                 print(f"speed-up of --jobs 2 over --jobs 1 ({kind}, {mode}): "
                       f"{walls[(kind, mode, 1)] / walls[(kind, mode, 2)]:.2f}x")
         hang = work / "subs-hang" / "hangs"
@@ -123,6 +133,9 @@ def main() -> int:
             grade.main(submissions=[hang.parent], rubric=rubric(work / "hang.json", limit), out=out, gpus="none",
                        isolation=mode, console=Console(file=io.StringIO()))
             res = read_result(out / "hangs" / "result.json")
+            if res.status == "sandbox_error":
+                print(f"time box ({mode}): not measured: {res.message}")
+                continue
             print(f"time box ({mode}): limit {limit:g} s, stopped after {res.timings.run_s:.2f} s "
                   f"({res.timings.run_s - limit:+.2f} s), status {res.status}")
         shutil.rmtree(work, ignore_errors=True)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 from rich.console import Console
+from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from grader import __version__
@@ -121,10 +122,27 @@ def main(
 
         (executor or LocalExecutor(slots)).run(todo, _guarded, done)
     book = rebuild_gradebook(out)
-    console.print(f"gradebook: {book.csv_path} ({book.rows} students)")
+    console.print(score_table(book.csv_path))
+    console.print(f"gradebook: {book.csv_path} ({book.rows} students); feedback: {out}/<student>/feedback.html")
     for problem in book.skipped:
         console.print(f"[yellow]skipped in the gradebook:[/] {problem}")
     return BatchSummary(tuple(statuses), tuple(skipped), statuses, book.csv_path)
+
+
+def score_table(csv_path: Path) -> Table:
+    """The gradebook as a terminal table: one row per student."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    table = Table(title="grades")
+    for column in ("student", "status", "score", "test acc grid", "test acc random", "suspect", "message"):
+        table.add_column(column, overflow="fold")
+    for row in frame.to_dict("records"):
+        score = f"{row['score_earned']}/{row['score_possible']}" if row.get("score_possible") else "-"
+        table.add_row(row["student_id"], row["status"], score, row.get("test_accuracy_grid") or "-",
+                      row.get("test_accuracy_random") or "-", "yes" if row.get("suspect") == "True" else "",
+                      row.get("message", "")[:80])
+    return table
 
 
 def _guarded(job: Job, slot: Slot) -> Result:

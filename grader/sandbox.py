@@ -805,6 +805,13 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
     setup = functools.partial(_child_setup, rlimit_settings(spec.limits), prctl, os.getpid())
     started = time.monotonic()
     try:
+        executable = _resolve_command(spec.command[0], spec.env, spec.workdir)
+        if executable is None or not os.path.isfile(executable):
+            if "/" in spec.command[0]:
+                missing = f"command not found: {executable}"
+            else:
+                missing = f"command not found on PATH {spec.env.get('PATH', os.defpath)!r}: {spec.command[0]!r}"
+            return _not_started(spec, isolation, started, missing)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -818,18 +825,7 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
                 close_fds=True,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            return SandboxResult(
-                exit_code=None,
-                signal=None,
-                timed_out=False,
-                wall_seconds=time.monotonic() - started,
-                isolation=isolation,
-                stdout_path=spec.stdout_path,
-                stderr_path=spec.stderr_path,
-                stdout_truncated=False,
-                stderr_truncated=False,
-                error=f"could not start {argv[0]}: {exc}",
-            )
+            return _not_started(spec, isolation, started, f"could not start {argv[0]}: {exc}")
         assert proc.stdout is not None and proc.stderr is not None
         stdout_fd, stderr_fd = os.dup(proc.stdout.fileno()), os.dup(proc.stderr.fileno())
         proc.stdout.close()
@@ -860,6 +856,21 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
         stdout_truncated=stdout_log.truncated,
         stderr_truncated=stderr_log.truncated,
         error=None,
+    )
+
+
+def _not_started(spec: SandboxSpec, isolation: str, started: float, error: str) -> SandboxResult:
+    return SandboxResult(
+        exit_code=None,
+        signal=None,
+        timed_out=False,
+        wall_seconds=time.monotonic() - started,
+        isolation=isolation,
+        stdout_path=spec.stdout_path,
+        stderr_path=spec.stderr_path,
+        stdout_truncated=False,
+        stderr_truncated=False,
+        error=error,
     )
 
 

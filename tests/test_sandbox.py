@@ -521,6 +521,15 @@ def test_missing_workdir_is_reported_before_anything_runs(tmp_path: Path) -> Non
     assert str(info.value) == f"work dir does not exist: {tmp_path}/gone"
 
 
+@BOTH_MODES
+def test_missing_command_is_reported_without_starting(mode: str, workdir: Path, tmp_path: Path) -> None:
+    spec = make_spec(mode, workdir, tmp_path, ("no-such-grader-tool", "--flag"))
+    result = run_sandboxed(spec)
+    assert (result.exit_code, result.signal, result.timed_out) == (None, None, False)
+    assert result.error == "command not found on PATH '/usr/bin:/bin': 'no-such-grader-tool'"
+    assert spec.stdout_path.read_bytes() == b"" and spec.stderr_path.read_bytes() == b""
+
+
 @needs_root
 def test_rlimits_mode_refuses_a_command_uid_65534_cannot_reach(workdir: Path, tmp_path: Path) -> None:
     locked = Path(tempfile.mkdtemp(prefix="sandbox-locked-", dir="/tmp"))  # mode 0700, owned by root

@@ -1,0 +1,97 @@
+"""`grader make-template`: stubs from solution markers, the committed template in sync, and its self-checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, child_env
+from grader import template
+from grader.cli import main as cli_main
+
+
+def test_a_solution_region_becomes_a_todo_at_its_indentation_named_by_its_hint() -> None:
+    source = ("def f(x):\n    \"\"\"Double x.\"\"\"\n    # BEGIN SOLUTION: return twice x\n    y = 2 * x\n"
+              "    return y\n    # END SOLUTION\n")
+    assert template.stub_python(source, where="t.py") == (
+        "def f(x):\n    \"\"\"Double x.\"\"\"\n    raise NotImplementedError(\"TODO(student): return twice x\")\n")
+
+
+def test_without_a_hint_the_todo_quotes_the_functions_docstring() -> None:
+    source = "def g():\n    \"\"\"Build the grid.\n\n    More.\"\"\"\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n"
+    assert 'raise NotImplementedError("TODO(student): g: Build the grid")' in template.stub_python(source, where="t.py")
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("x = 1\n# BEGIN SOLUTION\ny = 2\n", "t.py:2: '# BEGIN SOLUTION' is never closed by '# END SOLUTION'"),
+    ("# END SOLUTION\n", "t.py:1: '# END SOLUTION' without a '# BEGIN SOLUTION' before it"),
+    ("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "t.py:2: '# BEGIN SOLUTION' inside another solution region"),
+])
+def test_broken_markers_are_refused_with_file_and_line(source: str, message: str) -> None:
+    with pytest.raises(template.TemplateError) as err:
+        template.stub_python(source, where="t.py")
+    assert str(err.value) == message
+
+
+def test_the_committed_student_template_is_in_sync_with_the_reference() -> None:
+    assert template.main(reference=ROOT / "reference", dest=ROOT / "student_template",
+                         rubric=ROOT / "rubrics" / "quick.json", check=True) == []
+
+
+def test_check_names_a_stale_file_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "tpl"
+    template.main(reference=ROOT / "reference", dest=dest, rubric=ROOT / "rubrics" / "quick.json")
+    (dest / "tuning.py").write_text("# edited by hand\n")
+    (dest / "notes.txt").write_text("extra\n")
+    code = cli_main(["make-template", str(ROOT / "reference"), str(dest), "--check"])
+    assert code == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{dest / 'tuning.py'}: out of date",
+        f"{dest / 'notes.txt'}: not generated from the reference (remove it or add it to the reference)",
+        f"{dest} is out of date: run `grader make-template`",
+    ]
+
+
+def test_no_instructor_material_reaches_the_template() -> None:
+    tpl = ROOT / "student_template"
+    texts = {p.relative_to(tpl).as_posix(): p.read_text("utf-8") for p in tpl.rglob("*") if p.is_file()}
+    assert not any("BEGIN SOLUTION" in text or "END SOLUTION" in text for text in texts.values())
+    assert "rubrics/full.json" not in texts and not (tpl / "reference").exists()
+    rubric = json.loads(texts["rubrics/quick.json"])
+    assert "calibration" not in rubric
+    assert all(c.get("visibility", "visible") != "hidden" for c in rubric["checks"])
+    assert texts["tuning.py"].count("raise NotImplementedError(\"TODO(student): ") == 5
+    notebook = json.loads(texts["assignment.ipynb"])
+    assert all(c.get("outputs", []) == [] for c in notebook["cells"])
+
+
+def run_student_tests(repo: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
+                           "--rootdir", str(repo), str(repo / "tests")],
+                          cwd=repo, env=child_env(home), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_every_self_check_fails_on_the_untouched_template_naming_its_todo(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "student_template", repo)
+    proc = run_student_tests(repo, tmp_path / "home")
+    assert proc.returncode == 1
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert summary.startswith("3 failed, 2 errors"), summary
+    assert proc.stdout.count("NotImplementedError: TODO(student): ") >= 5
+
+
+@pytest.mark.slow
+def test_every_self_check_passes_with_the_reference_dropped_in(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "student_template", repo)
+    shutil.copyfile(ROOT / "reference" / "tuning.py", repo / "tuning.py")
+    proc = run_student_tests(repo, tmp_path / "home")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("5 passed")
