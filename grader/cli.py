@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--require-sandbox", action="store_true", help="refuse to grade without bubblewrap")
     grade.add_argument("--backend", choices=("torch", "tensorflow"), default="torch", help="KERAS_BACKEND for runs")
 
+    calibrate = verbs.add_parser("calibrate", help="grade the reference here and write its figures and tiers into the rubric")
+    calibrate.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"))
+    calibrate.add_argument("--profile", choices=("quick", "full"), help="overrides the rubric's profile")
+    calibrate.add_argument("--gpus", default="auto", help="auto (nvidia-smi), none, or GPU indices such as 0,1")
+
     template = verbs.add_parser("make-template", help="generate the student starter repo from the reference")
     template.add_argument("reference", type=Path, nargs="?", default=Path("reference"))
     template.add_argument("dest", type=Path, nargs="?", default=Path("student_template"))
@@ -76,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
                              time_limit=args.time_limit, gpus=args.gpus, per_gpu=args.per_gpu, jobs=args.jobs,
                              force=args.force, require_sandbox=args.require_sandbox, backend=args.backend)
         return 0 if summary is not None else 1
+    if args.verb == "calibrate":
+        from grader import calibrate
+
+        calibrate.main(rubric=args.rubric, profile=args.profile, gpus=args.gpus)
+        return 0
     if args.verb in ("check", "classroom"):
         from grader import selfcheck
 
@@ -118,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and turn the errors a user can fix into one line and exit code 2."""
+    from grader.calibrate import CalibrationError
     from grader.export import ExportError
     from grader.rubric import RubricError
     from grader.sandbox import SandboxUnavailableError
@@ -129,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (ExportError, RubricError, SandboxUnavailableError, SlotError, DuplicateStudentError, DatasetNotFoundError,
+    except (CalibrationError, ExportError, RubricError, SandboxUnavailableError, SlotError, DuplicateStudentError, DatasetNotFoundError,
             CorruptDatasetError, TemplateError, FileNotFoundError) as exc:
         print(f"grader: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -94,7 +94,7 @@ def main(
         grade, why = needs_grading(existing, content_hash=digest, rubric_hash=spec.hash, grader_version=__version__,
                                    force=force)
         if grade:
-            todo.append(Job(sub, digest, layout, settings, spec.entry_points, spec.hash, packages, test,
+            todo.append(Job(sub, digest, layout, settings, spec, packages, test,
                             int(spec.limits.get("max_model_mb", 100)) * 2**20, time.monotonic()))
         else:
             skipped.append(sub.student_id)
@@ -153,7 +153,7 @@ def _guarded(job: Job, slot: Slot) -> Result:
         job.layout.logs.mkdir(parents=True, exist_ok=True)
         (job.layout.logs / "grader-error.log").write_text(traceback.format_exc(), "utf-8")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return Result(1, job.submission.student_id, job.content_hash, job.rubric_hash, __version__,
+        return Result(1, job.submission.student_id, job.content_hash, job.rubric.hash, __version__,
                       job.settings.profile, "sandbox_error", f"grader error: {type(exc).__name__}: {exc}"[:500],
                       None, None, None, Timings(0.0, 0.0, 0.0, now, now), slot, None, dict(job.packages),
                       logs={"grader-error": "logs/grader-error.log"})

@@ -14,12 +14,15 @@ import numpy as np
 
 from grader import __version__
 from grader.contract import MODELS_DIR, SEARCHES
+from grader.checks import run_checks, score
+from grader.evidence import gather
 from grader.result import Artifact, Isolation, ModelEvaluation, Result, Slot, Timings
+from grader.rubric import Rubric
 from grader.sandbox import SandboxResult, SandboxSpecError, SandboxUnavailableError, run_sandboxed
 from grader.session import EVAL_REPORT, Layout, SessionSettings, plan_evaluation, plan_submission
 from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
 
-LOG_TAIL_LINES = 1
+REQUIRED_MODELS = ("grid", "random")  # always reported, missing or not; other searches only when exported
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,7 @@ class Job:
     content_hash: str
     layout: Layout
     settings: SessionSettings
-    entry_points: tuple[str, ...]
-    rubric_hash: str
+    rubric: Rubric
     packages: Mapping[str, str]
     test: TestSplit
     max_model_bytes: int
@@ -55,11 +57,16 @@ def grade_submission(job: Job, slot: Slot) -> Result:
     _reset(layout)
 
     def finish(status: str, message: str, **fields: object) -> Result:
+        evaluations = tuple(fields.get("evaluations", ()))  # type: ignore[arg-type]
+        notebook = layout.root / "notebook.executed.ipynb"
+        evidence = gather(layout.outputs, aliases=job.rubric.aliases, run_status=status, run_message=message,
+                          evaluations=evaluations, notebook=notebook if notebook.is_file() else None)
+        checks = run_checks(job.rubric, evidence)
         return Result(
             schema_version=1,
             student_id=job.submission.student_id,
             content_hash=job.content_hash,
-            rubric_hash=job.rubric_hash,
+            rubric_hash=job.rubric.hash,
             grader_version=__version__,
             profile=job.settings.profile,
             status=status,  # type: ignore[arg-type]
@@ -73,8 +80,10 @@ def grade_submission(job: Job, slot: Slot) -> Result:
             isolation=fields.get("isolation"),  # type: ignore[arg-type]
             packages=dict(job.packages),
             artifacts=tuple(fields.get("artifacts", ())),  # type: ignore[arg-type]
-            evaluations=tuple(fields.get("evaluations", ())),  # type: ignore[arg-type]
+            evaluations=evaluations,
             logs=_log_paths(layout),
+            checks=checks,
+            score=score(checks),
         )
 
     try:
@@ -82,9 +91,9 @@ def grade_submission(job: Job, slot: Slot) -> Result:
     except InvalidSubmissionError as exc:
         return finish("invalid_submission", str(exc))
     lone = job.submission.kind in ("notebook", "script")
-    entry = staged.files[0] if lone and staged.files else find_entry_point(layout.work, job.entry_points)
+    entry = staged.files[0] if lone and staged.files else find_entry_point(layout.work, job.rubric.entry_points)
     if entry is None:
-        return finish("invalid_submission", f"no entry point: expected one of {', '.join(job.entry_points)} "
+        return finish("invalid_submission", f"no entry point: expected one of {', '.join(job.rubric.entry_points)} "
                                             f"at the top of the submission")
     layout.outputs.mkdir(parents=True, exist_ok=True)
     layout.logs.mkdir(parents=True, exist_ok=True)
@@ -181,9 +190,8 @@ def _kind(rel: str) -> str:
 def evaluate_models(layout: Layout, slot: Slot, job: Job) -> list[ModelEvaluation]:
     """Evaluate every exported best model on the held-out test split, together in one sandboxed process."""
     n_test = len(job.test.labels)
-    found = [s for s in SEARCHES if (layout.outputs / _model_rel(s)).exists() or (layout.outputs / _model_rel(s)).is_symlink()]
-    if not found:
-        return []
+    found = [s for s in SEARCHES if s in REQUIRED_MODELS or (layout.outputs / _model_rel(s)).exists()
+             or (layout.outputs / _model_rel(s)).is_symlink()]
     errors = {s: _refuse_model(layout.outputs / _model_rel(s), job.max_model_bytes, s) for s in found}
     runnable = [s for s in found if errors[s] is None]
     started = time.monotonic()
@@ -208,6 +216,8 @@ def _model_rel(search: str) -> str:
 
 def _refuse_model(path: Path, max_bytes: int, search: str) -> str | None:
     """Why a model file is not evaluated at all (not a regular file, too large), or None."""
+    if not path.exists() and not path.is_symlink():
+        return f"{_model_rel(search)} was not written"
     if path.is_symlink() or not path.is_file():
         return f"{_model_rel(search)} is not a regular file"
     size = path.stat().st_size

@@ -69,12 +69,12 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, grade.B
     subs.mkdir()
     for name in ("good_script", "good_notebook", "untouched_stubs", "raises_at_import", "hangs_with_children",
                  "failing_cell_then_good_cells", "kernel_dies", "writes_1gb_file", "tries_network",
-                 "spawns_200_processes", "reads_outside_workdir", "floods_stdout"):
+                 "spawns_200_processes", "reads_outside_workdir", "floods_stdout", "broken_models"):
         shutil.copytree(FIXTURES / name, subs / name)
     zip_slip(subs / "zip_slip.zip")
     zip_bomb(subs / "zip_bomb.zip")
     (subs / "lone_script.py").write_text("print('a lone script runs too')\n")
-    rubric = make_rubric(base / "rubric.json", file_size_mb=64, max_processes=64)
+    rubric = make_rubric(base / "rubric.json", file_size_mb=64, max_processes=64, max_model_mb=1)
     out = base / "out"
     console = Console(file=io.StringIO(), width=200)
     summary = grade.main(submissions=[subs], rubric=rubric, out=out, gpus="none", jobs=2, console=console)
@@ -90,7 +90,7 @@ def result(out: Path, student: str):
 def test_every_submission_gets_a_result_and_one_gradebook_row(batch) -> None:
     out, _, summary = batch
     book = pd.read_csv(out / "grades.csv", dtype=str)
-    assert sorted(book["student_id"]) == sorted(summary.statuses) and len(book) == 15
+    assert sorted(book["student_id"]) == sorted(summary.statuses) and len(book) == 16
 
 
 def test_good_script_completes_and_its_models_are_verified_on_the_test_split(batch) -> None:
@@ -192,6 +192,17 @@ def test_a_non_utf8_flood_on_stdout_is_capped(batch) -> None:
     assert len(log) < 3 * 2**20 and b"output truncated" in log
 
 
+def test_models_that_are_missing_too_large_or_do_not_load_each_get_a_reason(batch) -> None:
+    out = batch[0]
+    broken = {e.search: e for e in result(out, "broken_models").evaluations}
+    assert broken["grid"].test_accuracy is None
+    assert broken["grid"].error.startswith("the model does not load: ")
+    assert broken["random"].error == "models/best_random.keras is 2.0 MiB, over the 1 MiB limit for a model"
+    missing = {e.search: e.error for e in result(out, "raises_at_import").evaluations}
+    assert missing == {"grid": "models/best_grid.keras was not written",
+                       "random": "models/best_random.keras was not written"}
+
+
 def test_a_lone_script_is_its_own_entry_point(batch) -> None:
     res = result(batch[0], "lone_script")
     assert (res.status, res.entry_point) == ("completed", "lone_script.py")
@@ -205,9 +216,9 @@ def test_a_rerun_skips_unchanged_submissions_and_regrades_a_changed_one(batch, t
     again = grade.main(submissions=[subs], rubric=rubric, out=out, gpus="none", jobs=2,
                        console=Console(file=io.StringIO()))
     assert again.graded == ("lone_script",)
-    assert len(again.skipped) == 14
+    assert len(again.skipped) == 15
     assert (out / "good_script" / "result.json").read_text() == before
-    assert len(pd.read_csv(out / "grades.csv", dtype=str)) == 15
+    assert len(pd.read_csv(out / "grades.csv", dtype=str)) == 16
 
 
 def test_a_grader_killed_mid_batch_loses_nothing_and_a_rerun_finishes_the_rest(tmp_path: Path) -> None:

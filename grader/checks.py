@@ -1,0 +1,716 @@
+"""Judge a run's Evidence against a rubric: one small judge per check kind, each giving points and an actionable message.
+
+Judging only: a judge reads its check's params and the frozen Evidence, and returns a
+`Verdict` (the fraction of the check's points earned, a one-line message, whether the
+result is suspect). `run_checks` turns verdicts into `CheckResult`s; a judge that raises
+becomes an "error" result and the other checks still run. Every message that is not full
+marks ends with " — " and what to do next. docs/rubrics.md describes each kind's params
+and partial credit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grader import contract
+from grader.evidence import Evidence, Trial, same_value
+from grader.jsonio import finite_number
+from grader.result import CheckResult, Score
+from grader.rubric import Check, Rubric
+from tunekit import analysis
+from tunekit.spaces import GridSpace, RandomSpace
+
+MAX_COMBINATIONS = 100_000  # a declared grid larger than this is not enumerated
+LISTED = 3  # items named in a message before "and N more"
+MAX_MESSAGE_CHARS = 600
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a judge decided: the fraction of the points earned (0..1), the message, and flags."""
+
+    fraction: float
+    message: str
+    suspect: bool = False
+    skipped: bool = False
+
+
+Judge = Callable[[Mapping[str, Any], Evidence], Verdict]
+JUDGES: dict[str, Judge] = {}
+
+
+def judge(kind: str) -> Callable[[Judge], Judge]:
+    """Register a judge for a check kind."""
+
+    def register(fn: Judge) -> Judge:
+        JUDGES[kind] = fn
+        return fn
+
+    return register
+
+
+def run_checks(rubric: Rubric, evidence: Evidence) -> tuple[CheckResult, ...]:
+    """Every check of the rubric judged on evidence, in rubric order; never raises for a check that fails to judge."""
+    return tuple(run_check(check, evidence) for check in rubric.checks)
+
+
+def run_check(check: Check, evidence: Evidence) -> CheckResult:
+    """One check judged on evidence: its CheckResult, status "error" when its judge raised."""
+    try:
+        fn = JUDGES.get(check.kind)
+        if fn is None:
+            raise LookupError(f"no judge for check kind '{check.kind}'")
+        verdict = fn(check.params or {}, evidence)
+    except Exception as exc:  # noqa: BLE001 - a broken check must not cost the other checks
+        text = " ".join(str(exc).split())[:200]
+        return _result(check, 0.0, "error", f"the grader could not judge this check ({type(exc).__name__}: {text}) "
+                                            "— tell your instructor; your other checks are not affected")
+    fraction = min(1.0, max(0.0, float(verdict.fraction))) if math.isfinite(verdict.fraction) else 0.0
+    if verdict.skipped:
+        status = "skipped"
+    else:
+        status = "pass" if fraction >= 1.0 else ("fail" if fraction <= 0.0 else "partial")
+    return _result(check, 0.0 if verdict.skipped else fraction, status, verdict.message, verdict.suspect)
+
+
+def score(checks: Iterable[CheckResult]) -> Score:
+    """Points earned out of points possible over the checks (a skipped check earns nothing and still counts)."""
+    listed = list(checks)
+    return Score(earned=round(sum(c.points for c in listed), 2), possible=round(sum(c.max_points for c in listed), 2))
+
+
+def _result(check: Check, fraction: float, status: str, message: str, suspect: bool = False) -> CheckResult:
+    line = " ".join(message.split())
+    if len(line) > MAX_MESSAGE_CHARS:
+        line = line[:MAX_MESSAGE_CHARS - 3] + "..."
+    return CheckResult(id=check.id, title=check.title, kind=check.kind, points=round(check.points * fraction, 2),
+                       max_points=check.points, status=status, visibility=check.visibility,  # type: ignore[arg-type]
+                       message=line, suspect=suspect)
+
+
+# ---------------------------------------------------------------------------------------------
+# artifacts
+
+
+@judge("artifacts")
+def judge_artifacts(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Each required file (a glob such as plots/*.png) exists and is what it claims; credit by the fraction that are."""
+    patterns = list(params["files"])
+    ok, missing, invalid = 0, [], []
+    for pattern in patterns:
+        matches = [rel for rel in ev.files if _glob(rel, pattern)]
+        if not matches:
+            missing.append(pattern)
+            continue
+        bad = [(rel, why) for rel in matches if (why := _artifact_problem(ev, rel))]
+        if bad:
+            invalid.append(f"{bad[0][0]} ({bad[0][1]})")
+        else:
+            ok += 1
+    if ok == len(patterns):
+        return Verdict(1.0, f"all {len(patterns)} required files are present and valid")
+    found = [f"{ok} of {len(patterns)} required files are present and valid"]
+    if missing:
+        found.append(f"missing: {_listed(missing)}")
+    if invalid:
+        found.append(f"invalid: {_listed(invalid)}")
+    return Verdict(ok / len(patterns), _say(found, "write each required file into your output dir (GRADER_OUTPUT_DIR) "
+                                                   "in the format its name promises"))
+
+
+def _glob(rel: str, pattern: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    return rel.count("/") == pattern.count("/") and fnmatchcase(rel, pattern)
+
+
+def _artifact_problem(ev: Evidence, rel: str) -> str | None:
+    problem = ev.files.get(rel)
+    if problem:
+        return problem
+    if rel.endswith(".keras"):
+        evaluation = ev.evaluation_at(rel)
+        if evaluation is not None and evaluation.test_accuracy is None:
+            return evaluation.error or "the grader could not evaluate it"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# search_space
+
+
+@judge("search_space")
+def judge_search_space(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """The grid lists enough values (spanning a ratio) and the random ranges cover the asked ranges; credit per requirement."""
+    grid = ev.spaces.get("grid")
+    rand = ev.spaces.get("random")
+    if not isinstance(grid, GridSpace) and not isinstance(rand, RandomSpace):
+        return Verdict(0.0, _say([f"no search space could be read ({_why_no_spaces(ev)})"],
+                                 "write search_spaces.json with your grid values and random ranges"))
+    met, unmet = 0, []
+    grid_missing = not isinstance(grid, GridSpace)
+    for name, need in dict(params.get("grid_min_values", {})).items():
+        have = 0 if grid_missing else len(grid.values.get(name, ())) or (1 if name in grid.fixed else 0)
+        if have >= need:
+            met += 1
+        else:
+            unmet.append("no grid is declared" if grid_missing else f"the grid has {have} value{_s(have)} for {name} "
+                                                                     f"(needs {need})")
+    for name, ratio in dict(params.get("grid_span", {})).items():
+        values = [] if grid_missing else [v for v in grid.values.get(name, ()) if finite_number(v) and v > 0]
+        span = max(values) / min(values) if values else 1.0
+        if span >= ratio * (1 - 1e-9):
+            met += 1
+        else:
+            unmet.append("no grid is declared" if grid_missing else f"the grid's {name} values span {span:.3g}x "
+                                                                     f"(needs {ratio:g}x)")
+    for name, want in dict(params.get("random_ranges", {})).items():
+        why = _range_shortfall(rand, name, want)
+        if why is None:
+            met += 1
+        else:
+            unmet.append(why)
+    total = met + len(unmet)
+    if not unmet:
+        return Verdict(1.0, f"the grid and the random ranges meet all {total} search-space requirements")
+    unique = list(dict.fromkeys(unmet))
+    return Verdict(met / total, _say([f"{met} of {total} search-space requirements met: {_listed(unique, sep='; ')}"],
+                                     "declare more grid values and wider random ranges, then rerun the searches"))
+
+
+def _range_shortfall(space: Any, name: str, want: Mapping[str, Any]) -> str | None:
+    low, high, sampling = want["min"], want["max"], want.get("sampling")
+    if not isinstance(space, RandomSpace):
+        return "no random search ranges are declared"
+    rng = space.ranges.get(name)
+    if rng is None:
+        return f"the random search does not vary {name} (needs a range covering {_fmt(low)}..{_fmt(high)})"
+    if rng.type == "choice":
+        numbers = [v for v in rng.values if finite_number(v)]
+        have_low, have_high = (min(numbers), max(numbers)) if numbers else (math.inf, -math.inf)
+    else:
+        have_low, have_high = rng.min, rng.max
+    if have_low > low + 1e-12 * abs(low) or have_high < high - 1e-12 * abs(high):
+        return (f"the random range for {name} is {_fmt(have_low)}..{_fmt(have_high)} "
+                f"(needs to cover {_fmt(low)}..{_fmt(high)})")
+    if sampling and rng.sampling != sampling:
+        return f"the random range for {name} is sampled {rng.sampling} (needs {sampling})"
+    return None
+
+
+def _why_no_spaces(ev: Evidence) -> str:
+    return _why_unread(ev, contract.SEARCH_SPACES_FILE)
+
+
+def _why_unread(ev: Evidence, file: str) -> str:
+    """The first problem of a file that could not be used: its own, the output dir's, or that it is missing."""
+    problem = next(iter(ev.problems_in(file)), None) or next(iter(ev.problems_in("output dir")), None)
+    return str(problem) if problem else f"{file}: file is missing"
+
+
+# ---------------------------------------------------------------------------------------------
+# grid_coverage
+
+
+@judge("grid_coverage")
+def judge_grid_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Each declared grid combination has a completed trial; credit = covered / max(grid size, min_combinations)."""
+    search = params.get("search", "grid")
+    minimum = int(params.get("min_combinations", 1))
+    grid = ev.spaces.get(search)
+    if not isinstance(grid, GridSpace):
+        return Verdict(0.0, _say([f"no grid could be read ({_why_no_spaces(ev)})"] + _trial_note(ev),
+                                 f"declare your grid in {contract.SEARCH_SPACES_FILE} and train every combination"))
+    if grid.size > MAX_COMBINATIONS:
+        return Verdict(0.0, _say([f"the grid declares {grid.size} combinations, more than the grader lists "
+                                  f"({MAX_COMBINATIONS})"], "declare a grid you can train in the time box"))
+    names = list(grid.values)
+    combos = [tuple(combo[n] for n in names) for combo in grid.combinations()]
+    done = [_values_of(t, names) for t in ev.completed_of(search) if not t.outside]
+    tried = [_values_of(t, names) for t in ev.trials_of(search) if not t.completed]
+    covered = [c for c in combos if any(v is not None and _same(v, c) for v in done)]
+    missing = [c for c in combos if c not in covered]
+    failed = sum(1 for c in missing if any(v is not None and _same(v, c) for v in tried))
+    denominator = max(len(combos), minimum)
+    fraction = len(covered) / denominator
+    if fraction >= 1.0:
+        return Verdict(1.0, f"the grid covers all {len(combos)} combinations")
+    found = []
+    if len(combos) < minimum:
+        found.append(f"the grid declares {len(combos)} combination{_s(len(combos))} (the assignment asks for at "
+                     f"least {minimum}) and covers {len(covered)} of them")
+    else:
+        found.append(f"the grid covers {len(covered)} of {len(combos)} combinations")
+    if missing:
+        shown = ["(" + ", ".join(f"{n}={_fmt(v)}" for n, v in zip(names, c)) + ")" for c in missing]
+        found.append(f"missing: {_listed(shown)}")
+    if failed:
+        found.append(f"{failed} of the missing ran but did not complete")
+    found += _trial_note(ev)
+    action = "train every combination of your declared grid"
+    if len(combos) < minimum:
+        action = f"declare at least {minimum} combinations (more values per hyperparameter) and train every one"
+    return Verdict(fraction, _say(found, action))
+
+
+def _values_of(trial: Trial, names: Sequence[str]) -> tuple[Any, ...] | None:
+    if any(n not in trial.hyperparameters for n in names):
+        return None
+    return tuple(trial.hyperparameters[n] for n in names)
+
+
+def _same(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    return all(same_value(x, y) for x, y in zip(a, b))
+
+
+# ---------------------------------------------------------------------------------------------
+# random_coverage
+
+
+@judge("random_coverage")
+def judge_random_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Enough distinct completed trials, inside the declared ranges, continuous ones really sampled; a third each."""
+    search = params.get("search", "random")
+    need = int(params["min_trials"])
+    continuous = list(params.get("continuous", []))
+    share = float(params.get("min_distinct_fraction", 0.8))
+    space = ev.spaces.get(search)
+    if not isinstance(space, RandomSpace):
+        return Verdict(0.0, _say([f"no {search} search ranges could be read ({_why_no_spaces(ev)})"] + _trial_note(ev),
+                                 f"declare your {search} search's ranges in {contract.SEARCH_SPACES_FILE} and run "
+                                 f"at least {need} trials sampled from them"))
+    done = ev.completed_of(search)
+    inside = [t for t in done if not t.outside]
+    names = sorted(space.ranges)
+    distinct = len({tuple(_key(t.hyperparameters.get(n)) for n in names) for t in inside})
+    count_part = min(1.0, distinct / need)
+    range_part = len(inside) / len(done) if done else 0.0
+    unsampled = [why for name in continuous if (why := _not_sampled(space, name, inside, share)) is not None]
+    sampling_part = (len(continuous) - len(unsampled)) / len(continuous) if continuous else (1.0 if inside else 0.0)
+    fraction = (count_part + range_part + sampling_part) / 3
+    summary = f"{distinct} distinct completed {search} trial{_s(distinct)} inside the declared ranges (needs {need})"
+    if fraction >= 1.0:
+        tail = f", {_and(continuous)} sampled continuously" if continuous else ""
+        return Verdict(1.0, summary + tail)
+    if space.max_trials < need and ev.spaces_source.get(search) == contract.SEARCH_SPACES_FILE:
+        summary += f"; it declares only max_trials={space.max_trials}"
+    found = [summary]
+    outside = [t for t in done if t.outside]
+    if outside:
+        first = outside[0]
+        found.append(f"{len(outside)} of {len(done)} completed trials lie outside the declared ranges (first: trial "
+                     f"{first.trial_id}, {first.source}: {', '.join(first.outside)})")
+    actions = [f"run at least {need} {search} trials sampled from your declared ranges"]
+    if unsampled and len(inside) >= 2:  # with fewer trials the count already says what is wrong
+        found += unsampled
+        actions.append(f"sample {_and(continuous)} from float ranges")
+    return Verdict(fraction, _say([*found, *_trial_note(ev)], ", ".join(actions)))
+
+
+def _not_sampled(space: RandomSpace, name: str, trials: Sequence[Trial], share: float) -> str | None:
+    rng = space.ranges.get(name)
+    if rng is None:
+        return f"{name} is not sampled: the random search does not vary it"
+    if rng.type != "float":
+        return f"{name} is declared as {'a choice' if rng.type == 'choice' else 'an int range'}, not a float range"
+    values = [t.hyperparameters[name] for t in trials if name in t.hyperparameters]
+    if len(values) < 2:
+        return f"too few completed trials to tell whether {name} is sampled"
+    distinct = len({_key(v) for v in values})
+    if distinct < max(2, math.ceil(share * len(values))):
+        return f"{name} takes only {distinct} distinct value{_s(distinct)} in {len(values)} trials: a grid in disguise"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy_threshold
+
+
+@judge("accuracy_threshold")
+def judge_accuracy_threshold(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Tiers on the grader's test accuracy of each search's exported model; a claimed val accuracy far off is suspect."""
+    searches = list(params.get("searches", ["grid", "random"]))
+    tiers = sorted(((float(t["min_accuracy"]), float(t["fraction"])) for t in params["tiers"]), reverse=True)
+    tolerance = float(params.get("suspect_tolerance", 0.05))
+    lowest = min(m for m, _ in tiers)
+    total, found, suspect, weak = 0.0, [], False, False
+    for search in searches:
+        model = contract.best_model_path(search)
+        evaluation = ev.evaluation(search)
+        if evaluation is None:
+            found.append(f"{search}: no {model} was evaluated")
+            weak = True
+            continue
+        if evaluation.test_accuracy is None:
+            found.append(f"{search}: {model} could not be evaluated ({evaluation.error or 'no accuracy'})")
+            weak = True
+            continue
+        accuracy = evaluation.test_accuracy
+        earned = max((f for m, f in tiers if accuracy >= m - 1e-12), default=0.0)
+        total += earned
+        reached = max((m for m, f in tiers if accuracy >= m - 1e-12), default=None)
+        text = (f"{search}: test accuracy {accuracy:.4f} reaches the {reached:g} tier" if reached is not None
+                else f"{search}: test accuracy {accuracy:.4f} is below the lowest tier {lowest:g}")
+        weak = weak or earned < 1.0
+        best = ev.best_of(search)
+        if best is not None and abs(float(best.val_accuracy or 0.0) - accuracy) > tolerance:
+            suspect = True
+            text += (f" but its trials claim {float(best.val_accuracy or 0.0):.4f} val accuracy "
+                     f"(gap {abs(float(best.val_accuracy or 0.0) - accuracy):.4f} > {tolerance:g}): flagged for review")
+        found.append(text)
+    fraction = total / len(searches) if searches else 0.0
+    actions = []
+    if suspect:
+        actions.append("export the model your best trial trained and report its true val accuracy")
+    elif weak:
+        actions.append("save each search's best model to models/best_<search>.keras and raise its accuracy "
+                       "(tune the learning rate, train longer)")
+    message = "; ".join(found) + (" — " + "; ".join(actions) if actions else "")
+    return Verdict(fraction, message, suspect=suspect)
+
+
+# ---------------------------------------------------------------------------------------------
+# comparison
+
+
+@judge("comparison")
+def judge_comparison(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """comparison.csv agrees with the trials: counts, best accuracy, total seconds; credit per agreeing cell."""
+    acc_tol = float(params.get("accuracy_tolerance", 0.001))
+    sec_abs = float(params.get("seconds_tolerance_s", 1.0))
+    sec_rel = float(params.get("seconds_tolerance_fraction", 0.05))
+    action = f"write {contract.COMPARISON_FILE} from your trials (one row per search, numbers as in your trials)"
+    if ev.comparison is None:
+        return Verdict(0.0, _say([f"no comparison table could be read ({_why_unread(ev, contract.COMPARISON_FILE)})"],
+                                 action))
+    searches = list(params.get("searches") or sorted({t.search for t in ev.trials}, key=contract.SEARCHES.index))
+    if not ev.trials:
+        return Verdict(0.0, _say(["there are no trials to hold comparison.csv against"] + _trial_note(ev),
+                                 "run the searches so that trials.jsonl records every trial"))
+    agree, total, wrong = 0, 0, []
+    for search in searches:
+        row = ev.comparison.get(search)
+        mine = ev.trials_of(search)
+        done = ev.completed_of(search)
+        best = ev.best_of(search)
+        seconds = [t.train_seconds for t in mine]
+        expected: list[tuple[str, Any, Callable[[float, Any], bool]]] = [
+            ("trials", len(mine), lambda got, want: got == want),
+            ("completed_trials", len(done), lambda got, want: got == want),
+            ("best_val_accuracy", None if best is None else best.val_accuracy,
+             lambda got, want: abs(got - want) <= acc_tol),
+        ]
+        if all(s is not None for s in seconds):
+            want_s = sum(float(s) for s in seconds if s is not None)
+            expected.append(("total_train_seconds", want_s,
+                             lambda got, want: abs(got - want) <= max(sec_abs, sec_rel * abs(want))))
+        if row is None:
+            total += len(expected)
+            wrong.append(f"no row for {search}")
+            continue
+        for column, want, close in expected:
+            total += 1
+            cell = (row.get(column) or "").strip()
+            got = _number(cell)
+            if want is None:
+                good = cell == ""
+            else:
+                good = got is not None and close(got, want)
+            if good:
+                agree += 1
+            else:
+                shown = _fmt_number(got) if got is not None else (cell or "empty")
+                wrong.append(f"{search} {column} is {shown} in {contract.COMPARISON_FILE} but "
+                             f"{_fmt_number(want)} in your trials")
+    if total == 0:
+        return Verdict(0.0, _say(["no search to compare"], action))
+    if not wrong:
+        return Verdict(1.0, f"{contract.COMPARISON_FILE} agrees with your trials ({total} values checked)")
+    return Verdict(agree / total, _say([f"{agree} of {total} values agree with your trials: {_listed(wrong, sep='; ')}"],
+                                       action))
+
+
+def _number(cell: str) -> float | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# answers
+
+
+@judge("answer_choice")
+def judge_answer_choice(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """A choice answer checked against the submission's own trials (top-k importance, better search, ranking) or a list."""
+    key = params["key"]
+    answer, missing = _answer(ev, key)
+    if missing:
+        return missing
+    against = params.get("against")
+    if against == "top_k":
+        return _judge_top_k(key, answer, ev, int(params.get("k", 1)))
+    if against == "ranking":
+        return _judge_ranking(key, answer, ev, int(params.get("k", 3)))
+    if against == "better_search":
+        return _judge_better_search(key, answer, ev, float(params.get("margin", 0.0)))
+    accepted = [str(v).strip().lower() for v in params["accepted"]]
+    if str(answer).strip().lower() in accepted:
+        return Verdict(1.0, f"{key}: {answer} is accepted")
+    return Verdict(0.0, _say([f"{key}: {_quote(answer)} is not an accepted answer"], "reread the question and answer again"))
+
+
+def _judge_top_k(key: str, answer: Any, ev: Evidence, k: int) -> Verdict:
+    ranking = analysis.ranking([t.as_record() for t in ev.trials])
+    if not isinstance(answer, str) or answer not in contract.HYPERPARAMETERS:
+        return Verdict(0.0, _say([f"{key}: {_quote(answer)} is not a hyperparameter name"],
+                                 f"answer one of {', '.join(contract.HYPERPARAMETERS)}"))
+    if not ranking:
+        return Verdict(0.0, _say([f"{key}: no hyperparameter varies across your completed trials, so {answer} "
+                                  "cannot be checked"], "run the searches so that your trials vary the hyperparameters"))
+    top = ", ".join(ranking[:k])
+    if answer in ranking[:k]:
+        return Verdict(1.0, f"{key}: {answer} ranks {ranking.index(answer) + 1} of {len(ranking)} in the variance "
+                            f"decomposition of your trials (top {k}: {top})")
+    where = (f"ranks {ranking.index(answer) + 1} of {len(ranking)}" if answer in ranking
+             else "does not vary across your completed trials")
+    return Verdict(0.0, _say([f"{key}: {answer} {where} in the variance decomposition of your trials (top {k}: {top})"],
+                             "base the answer on your own trials (tunekit.analysis.ranking)"))
+
+
+def _judge_ranking(key: str, answer: Any, ev: Evidence, k: int) -> Verdict:
+    ranking = analysis.ranking([t.as_record() for t in ev.trials])
+    if not isinstance(answer, list) or not answer:
+        return Verdict(0.0, _say([f"{key}: expected a list of hyperparameter names, got {_quote(answer)}"],
+                                 "list the hyperparameters you varied, most important first"))
+    if not ranking:
+        return Verdict(0.0, _say([f"{key}: no hyperparameter varies across your completed trials, so the ranking "
+                                  "cannot be checked"], "run the searches so that your trials vary the hyperparameters"))
+    top = ranking[:k]
+    hits = [name for name in answer[:len(top)] if name in top]
+    fraction = len(hits) / len(top)
+    if fraction >= 1.0:
+        return Verdict(1.0, f"{key}: your top {len(top)} match the top {len(top)} of your trials' variance "
+                            f"decomposition ({', '.join(top)})")
+    return Verdict(fraction, _say([f"{key}: {len(hits)} of your top {len(top)} are in the top {len(top)} of your "
+                                   f"trials' variance decomposition ({', '.join(top)})"],
+                                  "order the ranking by the share of variance each hyperparameter explains in your trials"))
+
+
+def _judge_better_search(key: str, answer: Any, ev: Evidence, margin: float) -> Verdict:
+    best = {s: ev.best_of(s) for s in ("grid", "random")}
+    if answer not in best:
+        return Verdict(0.0, _say([f"{key}: {_quote(answer)} is not grid or random"], "answer grid or random"))
+    lacking = [s for s, b in best.items() if b is None]
+    if lacking:
+        return Verdict(0.0, _say([f"{key}: the {' and '.join(lacking)} search has no completed trial, so {answer} "
+                                  "cannot be checked"], "run both searches to completion"))
+    acc = {s: float(b.val_accuracy or 0.0) for s, b in best.items() if b is not None}
+    other = "random" if answer == "grid" else "grid"
+    shown = f"{answer} {acc[answer]:.4f} against {other} {acc[other]:.4f} best val accuracy"
+    if acc[answer] >= acc[other] - margin:
+        return Verdict(1.0, f"{key}: {answer}, as your trials show ({shown})")
+    return Verdict(0.0, _say([f"{key}: you answered {answer}, but your trials show {other} ahead ({shown})"],
+                             "answer from your own trials"))
+
+
+@judge("answer_numeric")
+def judge_answer_numeric(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """A number (or one per search) checked against the trials or an expected value; credit per matching number."""
+    key = params["key"]
+    answer, missing = _answer(ev, key)
+    if missing:
+        return missing
+    tolerance = float(params.get("tolerance", 0.0))
+    relative = float(params.get("relative_tolerance", 0.0))
+    against = params.get("against")
+    if against is None:
+        return _compare_numbers(key, {None: answer}, {None: float(params["expected"])}, tolerance, relative,
+                                "reread the question and compute the number again")
+    searches = list(params.get("searches", ["grid", "random"]))
+    if not isinstance(answer, Mapping):
+        return Verdict(0.0, _say([f"{key}: expected one number per search ({', '.join(searches)}), got {_quote(answer)}"],
+                                 f"answer {key} as search: number pairs"))
+    expected: dict[str | None, float | None] = {}
+    for search in searches:
+        if against == "best_val_accuracy":
+            best = ev.best_of(search)
+            expected[search] = None if best is None else float(best.val_accuracy or 0.0)
+        else:
+            seconds = [t.train_seconds for t in ev.trials_of(search)]
+            expected[search] = (sum(float(s) for s in seconds if s is not None)
+                                if seconds and all(s is not None for s in seconds) else None)
+    what = "the best val_accuracy" if against == "best_val_accuracy" else "the total train_seconds"
+    return _compare_numbers(key, {s: answer.get(s) for s in searches}, expected, tolerance, relative,
+                            f"copy {what} of each search from your trials")
+
+
+def _compare_numbers(key: str, answers: Mapping[str | None, Any], expected: Mapping[str | None, float | None],
+                     tolerance: float, relative: float, action: str) -> Verdict:
+    good, wrong = 0, []
+    for name, want in expected.items():
+        label = key if name is None else f"{key}.{name}"
+        got = answers.get(name)
+        if got is None:
+            wrong.append(f"{label} is not answered")
+        elif not finite_number(got):
+            wrong.append(f"{label} is {_quote(got)}, not a number")
+        elif want is None:
+            wrong.append(f"{label} cannot be checked: your trials have no value for it")
+        elif abs(float(got) - want) <= max(tolerance, relative * abs(want)):
+            good += 1
+        else:
+            wrong.append(f"{label} is {_fmt_number(got)} but your trials give {_fmt_number(want)}")
+    if not wrong:
+        shown = ", ".join(f"{'' if n is None else n + ' '}{_fmt_number(answers.get(n))}" for n in expected)
+        return Verdict(1.0, f"{key} matches your trials ({shown})")
+    return Verdict(good / len(expected), _say([_listed(wrong, sep="; ")], action))
+
+
+@judge("answer_text")
+def judge_answer_text(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Free text judged by length, required concepts and quoted numbers (equal parts); manual_review flags it for a person."""
+    key = params["key"]
+    answer, missing = _answer(ev, key)
+    review = bool(params.get("manual_review", False))
+    if missing:
+        return missing
+    if not isinstance(answer, str) or not answer.strip():
+        return Verdict(0.0, _say([f"{key}: expected text, got {_quote(answer)}"], "answer in your own words"))
+    need_words = int(params.get("min_words", 0))
+    concepts = [[c] if isinstance(c, str) else list(c) for c in params.get("concepts", [])]
+    need_number = bool(params.get("require_number", False))
+    words = len(answer.split())
+    lowered = answer.lower()
+    absent = [group for group in concepts
+              if not any(re.search(r"(?<![a-z0-9_])" + re.escape(alt.lower()), lowered) for alt in group)]
+    parts = [min(1.0, words / need_words) if need_words else 1.0]
+    if concepts:
+        parts.append((len(concepts) - len(absent)) / len(concepts))
+    has_number = bool(re.search(r"\d", answer))
+    if need_number:
+        parts.append(1.0 if has_number else 0.0)
+    fraction = sum(parts) / len(parts)
+    review_note = ["marked for manual review"] if review else []
+    if fraction >= 1.0:
+        found = [f"{key}: {words} words" + (", names every required concept" if concepts else "")
+                 + (", quotes numbers" if need_number else "")]
+        return Verdict(1.0, "; ".join(found + review_note))
+    found = [f"{key}: {words} word{_s(words)}" + (f" (needs {need_words})" if words < need_words else "")]
+    found += [f"does not mention {g[0]}" + (f" (or {', '.join(g[1:])})" if len(g) > 1 else "") for g in absent]
+    if need_number and not has_number:
+        found.append("quotes no number")
+    asks = []
+    if words < need_words:
+        asks.append(f"write at least {need_words} words")
+    if absent:
+        asks.append(f"discuss {_and([g[0] for g in absent])}")
+    if need_number and not has_number:
+        asks.append("quote numbers from your trials")
+    return Verdict(fraction, _say(found + review_note, ", ".join(asks)))
+
+
+def _answer(ev: Evidence, key: str) -> tuple[Any, Verdict | None]:
+    """The answer to key, or a failing verdict saying why there is none."""
+    if ev.answers is None:
+        problem = next((p for p in ev.problems if p.file.endswith(".ipynb")), None)
+        why = str(problem) if problem else _why_unread(ev, contract.ANSWERS_FILE)
+        return None, Verdict(0.0, _say([f"{key}: no answers could be read ({why})"],
+                                       f"write {contract.ANSWERS_FILE} (or a notebook cell tagged answers) "
+                                       f"answering {key}"))
+    value = ev.answers.get(key)
+    if value is None or value == "" or value == [] or value == {}:
+        return None, Verdict(0.0, _say([f"{key} is not answered in {ev.answers_source or contract.ANSWERS_FILE}"],
+                                       f"answer {key} from your own trials"))
+    return value, None
+
+
+# ---------------------------------------------------------------------------------------------
+# runtime
+
+
+@judge("runtime")
+def judge_runtime(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """The run completed inside its time box; a time-out or crash earns the rubric's fraction (0 by default)."""
+    status, message = ev.run_status, ev.run_message
+    if status is None:
+        return Verdict(0.0, "not run by the grader, so there is no time box to judge", skipped=True)
+    if status == "completed":
+        detail = f" ({message})" if message and message != "ran to the end" else ""
+        return Verdict(1.0, f"ran to the end inside the time box{detail}")
+    if status == "timed_out":
+        return Verdict(float(params.get("timed_out_fraction", 0.0)),
+                       _say([f"timed out: {message or 'stopped at the time limit'}"],
+                            "size your searches to GRADER_TIME_BUDGET_S so the run ends in time"))
+    if status == "crashed":
+        return Verdict(float(params.get("crashed_fraction", 0.0)),
+                       _say([f"crashed: {message or 'the run failed'}"],
+                            "fix the error shown in the log (the files written before the crash were still graded)"))
+    if status == "invalid_submission":
+        return Verdict(0.0, _say([f"not run: {message or 'the submission is invalid'}"],
+                                 "submit the files the assignment asks for"))
+    return Verdict(0.0, _say([f"the grader could not run your submission: {message or status}"],
+                             "this is not your fault; your instructor will rerun it"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Message helpers
+
+
+def _trial_note(ev: Evidence) -> list[str]:
+    """One message part naming the first problem in the trial files (and how many more), or nothing."""
+    found = [p for p in ev.problems
+             if p.file == contract.TRIALS_FILE or p.file.endswith(("/trial.json", "/oracle.json"))]
+    if not found:
+        return []
+    more = f" (and {len(found) - 1} more problem{_s(len(found) - 1)} in your trial files)" if len(found) > 1 else ""
+    return [f"{found[0]}{more}"]
+
+
+def _say(found: Sequence[str], action: str) -> str:
+    return "; ".join(part for part in found if part) + " — " + action
+
+
+def _listed(items: Sequence[str], *, sep: str = ", ") -> str:
+    """The first LISTED items, then how many more."""
+    if len(items) <= LISTED:
+        return sep.join(items)
+    return sep.join(items[:LISTED]) + f" and {len(items) - LISTED} more"
+
+
+def _and(items: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def _key(value: Any) -> Any:
+    return float(f"{value:.9g}") if finite_number(value) else value
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _fmt_number(value: Any) -> str:
+    """A number as a message shows it: ints as they are, floats to 4 significant decimals (0.947, 236.1)."""
+    if isinstance(value, bool) or not finite_number(value):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    text = f"{value:.4g}" if abs(value) >= 1 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"

@@ -1,0 +1,942 @@
+"""Gather what the rubric checks judge from one finished run: its output dir, run status and model evaluations.
+
+All reading happens here, once, and the checks only judge the frozen `Evidence` it
+returns. Trials come from `trials.jsonl`, or natively from KerasTuner project dirs
+(`<dir>/oracle.json` with `trial_*/trial.json`, COMPLETED trials only) when the file
+is missing or holds no usable trial. The declared spaces come from `search_spaces.json`,
+or from a project's `oracle.json` for a search the file does not usably declare.
+Answers come from `answers.yaml`, or from the notebook cell tagged `answers` when
+there is no such file. The rubric's hyperparameter aliases (`lr` -> `learning_rate`)
+are applied everywhere before anything is validated or judged.
+
+Nothing here raises for what a submission wrote: every problem becomes a
+`grader.validate.Violation` naming its file and line (or JSON path), and whatever
+is still usable is kept. Files are validated by `grader.validate`'s own checkers; when
+aliases changed a file's content, the checker reads a private copy of the renamed
+content, so its messages describe what the grader actually uses.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grader import contract
+from grader.jsonio import finite_number
+from grader.result import ModelEvaluation
+from grader.validate import (
+    MAX_TEXT_BYTES,
+    PNG_SIGNATURE,
+    Violation,
+    check_answers,
+    check_comparison,
+    check_keras_archive,
+    check_search_spaces,
+    read_trials,
+)
+from tunekit.spaces import GridSpace, RandomSpace, Range
+
+MAX_FILES = 5000  # entries of the output dir looked at; a hostile dir cannot stall the grader
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024  # an executed notebook carries its outputs (plots)
+MAX_PNG_PIXEL_BYTES = 256 * 1024 * 1024  # a PNG whose decoded size would exceed this is refused, not inflated
+MAX_TUNER_DEPTH = 3  # oracle.json may sit at most this many folders below the output dir
+MAX_GRID_VALUES = 1000  # values enumerated for one stepped Int/Float of a KerasTuner grid
+ANSWERS_TAG = "answers"
+ANSWERS_VARIABLE = "ANSWERS"
+
+Space = GridSpace | RandomSpace
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One finished trial as the checks see it: canonical hyperparameter names, where it was read.
+
+    ``outside`` names the hyperparameters whose value the search's declared space does
+    not allow (empty when the trial follows it, or when the search declares no space).
+    """
+
+    search: str
+    trial_id: str
+    hyperparameters: Mapping[str, float]
+    status: str
+    val_accuracy: float | None
+    val_loss: float | None
+    train_seconds: float | None
+    file: str
+    line: int | None = None
+    outside: tuple[str, ...] = ()
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "COMPLETED" and finite_number(self.val_accuracy)
+
+    @property
+    def source(self) -> str:
+        """Where the trial was read: 'trials.jsonl line 4' or 'tuner/grid/trial_03/trial.json'."""
+        return f"{self.file} line {self.line}" if self.line is not None else self.file
+
+    def as_record(self) -> dict[str, Any]:
+        """The trial in trials.jsonl's shape, as tunekit.analysis reads it."""
+        return {
+            "search": self.search,
+            "trial_id": self.trial_id,
+            "hyperparameters": dict(self.hyperparameters),
+            "status": self.status,
+            "val_accuracy": self.val_accuracy,
+            "val_loss": self.val_loss,
+            "train_seconds": self.train_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the checks may judge about one run; built by `gather`, or directly in tests.
+
+    ``files`` maps each file of the output dir (path relative to it) to None when it is
+    what its name claims, or to a one-line reason when it is not. ``spaces`` holds the
+    declared space of each search and ``spaces_source`` where it was read. ``comparison``
+    maps a search to its first row of comparison.csv (None: no usable file). ``problems``
+    lists every violation found, in the order the inputs were read.
+    """
+
+    output_dir: Path
+    run_status: str | None = None
+    run_message: str = ""
+    trials: tuple[Trial, ...] = ()
+    trials_source: str | None = None
+    spaces: Mapping[str, Space] = field(default_factory=dict)
+    spaces_source: Mapping[str, str] = field(default_factory=dict)
+    comparison: Mapping[str, Mapping[str, str]] | None = None
+    answers: Mapping[str, Any] | None = None
+    answers_source: str | None = None
+    evaluations: tuple[ModelEvaluation, ...] = ()
+    files: Mapping[str, str | None] = field(default_factory=dict)
+    problems: tuple[Violation, ...] = ()
+
+    def trials_of(self, search: str) -> tuple[Trial, ...]:
+        return tuple(t for t in self.trials if t.search == search)
+
+    def completed_of(self, search: str) -> tuple[Trial, ...]:
+        return tuple(t for t in self.trials if t.search == search and t.completed)
+
+    def best_of(self, search: str) -> Trial | None:
+        """The completed trial of a search with the highest val accuracy (the first on a tie)."""
+        done = self.completed_of(search)
+        return max(done, key=lambda t: float(t.val_accuracy or 0.0)) if done else None
+
+    def evaluation(self, search: str) -> ModelEvaluation | None:
+        return next((e for e in self.evaluations if e.search == search), None)
+
+    def evaluation_at(self, path: str) -> ModelEvaluation | None:
+        return next((e for e in self.evaluations if e.path == path), None)
+
+    def problems_in(self, *files: str) -> tuple[Violation, ...]:
+        """The problems of the named files (a name ending in '/' takes every file under that folder)."""
+        return tuple(p for p in self.problems
+                     if any(p.file == f or (f.endswith("/") and p.file.startswith(f)) for f in files))
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run
+
+
+def gather(
+    output_dir: str | os.PathLike[str],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    run_status: str | None = None,
+    run_message: str = "",
+    evaluations: Iterable[ModelEvaluation] = (),
+    notebook: str | os.PathLike[str] | None = None,
+) -> Evidence:
+    """Read one run's output dir into Evidence; never raises for what the submission wrote.
+
+    aliases are the rubric's (`rubric.aliases`); run_status and run_message the Result's
+    (None when the grader did not run it); evaluations the grader's ModelEvaluations;
+    notebook the executed notebook, whose `answers` cell is read when there is no answers.yaml.
+    """
+    root = Path(output_dir)
+    names = dict(aliases or {})
+    problems: list[Violation] = []
+    if not root.is_dir() or root.is_symlink():
+        why = "not a folder" if root.exists() or root.is_symlink() else "the run left no output dir"
+        problems.append(Violation("output dir", "", why))
+        return Evidence(output_dir=root, run_status=run_status, run_message=run_message,
+                        evaluations=tuple(evaluations), problems=tuple(problems))
+
+    files, projects, walk_problems = _walk(root)
+    problems += walk_problems
+    native = [_read_project(root, project, names) for project in projects]
+    native = _one_project_per_search(native, problems)
+
+    declared, declared_problems = _declared_spaces(root, names)
+    spaces: dict[str, Space] = {}
+    spaces_source: dict[str, str] = {}
+    for search, space in declared.items():
+        spaces[search], spaces_source[search] = space, contract.SEARCH_SPACES_FILE
+    problems += declared_problems
+
+    jsonl_trials, jsonl_problems, jsonl_present = _jsonl_trials(root, names)
+    native_trials = [t for project in native for t in project.trials]
+    if not jsonl_trials and native_trials:  # a plain KerasTuner run: graded from its trial files
+        trials, source = native_trials, "tuner"
+        problems += jsonl_problems if jsonl_present else []
+    else:
+        trials, source = jsonl_trials, (contract.TRIALS_FILE if jsonl_present else None)
+        problems += jsonl_problems
+    for project in native:
+        if project.search not in spaces and project.space is not None:
+            spaces[project.search], spaces_source[project.search] = project.space, project.oracle_file
+            problems += project.space_problems
+        if not jsonl_trials:
+            problems += project.trial_problems
+
+    trials, outside_problems = _mark_outside(trials, spaces)
+    problems += outside_problems
+
+    comparison, comparison_problems = _comparison(root, {t.search for t in trials} if source == contract.TRIALS_FILE else None)
+    problems += comparison_problems
+    answers, answers_source, answer_problems = _answers(root, names, Path(notebook) if notebook else None)
+    problems += answer_problems
+
+    statuses = _file_statuses(root, files, problems, trials, comparison, answers, answers_source)
+    return Evidence(
+        output_dir=root,
+        run_status=run_status,
+        run_message=run_message,
+        trials=tuple(trials),
+        trials_source=source,
+        spaces=spaces,
+        spaces_source=spaces_source,
+        comparison=comparison,
+        answers=answers,
+        answers_source=answers_source,
+        evaluations=tuple(evaluations),
+        files=statuses,
+        problems=tuple(_unique(problems)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The output dir's files
+
+
+def _walk(root: Path) -> tuple[list[str], list[Path], list[Violation]]:
+    """Relative paths of the files in root (symlinks included, never followed), KerasTuner project dirs, problems.
+
+    A project dir's trial_* folders are not listed (checkpoints); their trial.json files
+    are read by _read_project.
+    """
+    files: list[str] = []
+    projects: list[Path] = []
+    problems: list[Violation] = []
+    seen = 0
+    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(folder)
+        rel_dir = here.relative_to(root)
+        depth = len(rel_dir.parts)
+        if "oracle.json" in filenames and 0 < depth <= MAX_TUNER_DEPTH:
+            projects.append(here)
+            dirnames[:] = [d for d in dirnames if not d.startswith("trial_")]
+        dirnames.sort()
+        for name in sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]:
+            seen += 1
+            if seen > MAX_FILES:
+                problems.append(Violation("output dir", "", f"holds more than {MAX_FILES} files; the rest were not looked at"))
+                return files, projects, problems
+            files.append((rel_dir / name).as_posix())
+        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+    return files, projects, problems
+
+
+def _file_statuses(root: Path, files: Sequence[str], problems: Sequence[Violation], trials: Sequence[Trial],
+                   comparison: Mapping[str, Mapping[str, str]] | None, answers: Mapping[str, Any] | None,
+                   answers_source: str | None) -> dict[str, str | None]:
+    """Each file -> None when it is what its name claims, else why not (one line)."""
+    out: dict[str, str | None] = {}
+    for rel in files:
+        path = root / rel
+        if path.is_symlink():
+            out[rel] = "is a symbolic link, not a regular file"
+        elif rel == contract.SEARCH_SPACES_FILE:
+            out[rel] = _first(problems, rel)
+        elif rel == contract.TRIALS_FILE:
+            mine = [t for t in trials if t.file == rel]
+            out[rel] = None if mine else (_first(problems, rel) or "holds no usable trial")
+        elif rel == contract.COMPARISON_FILE:
+            out[rel] = _comparison_status(root / rel) if comparison is not None else (_first(problems, rel) or "not readable")
+        elif rel == contract.ANSWERS_FILE:
+            out[rel] = None if answers is not None and answers_source == rel else (_first(problems, rel) or "not readable")
+        elif rel.startswith(f"{contract.MODELS_DIR}/") and rel.endswith(".keras"):
+            found = check_keras_archive(root, rel)
+            out[rel] = found[0].message if found else None
+        elif rel.lower().endswith(".png"):
+            data, why = _read(path, MAX_TEXT_BYTES)
+            out[rel] = why if data is None else png_problem(data)
+        else:
+            out[rel] = None
+    return out
+
+
+def _comparison_status(path: Path) -> str | None:
+    data, why = _read(path, MAX_TEXT_BYTES)
+    if data is None:
+        return why
+    try:
+        header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return f"not valid CSV: {exc}"
+    missing = [c for c in contract.COMPARISON_COLUMNS if c not in header]
+    return f"lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else None
+
+
+def png_problem(data: bytes) -> str | None:
+    """Why data is not a PNG image that decodes (signature, chunk checksums, IHDR, complete image data), or None."""
+    if not data.startswith(PNG_SIGNATURE):
+        return "not a PNG image: it does not start with the PNG signature"
+    pos, header, idat, ended = len(PNG_SIGNATURE), None, [], False
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        name = kind.decode("latin-1")
+        if end > len(data):
+            return f"not a PNG image: its {name} chunk is cut off"
+        if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"not a PNG image: its {name} chunk fails its checksum"
+        if header is None and kind != b"IHDR":
+            return "not a PNG image: it does not begin with an IHDR chunk"
+        if kind == b"IHDR":
+            header = data[pos + 8:end - 4]
+        elif kind == b"IDAT":
+            idat.append(data[pos + 8:end - 4])
+        elif kind == b"IEND":
+            ended = True
+            break
+        pos = end
+    if header is None or len(header) != 13:
+        return "not a PNG image: it has no valid IHDR chunk"
+    if not ended:
+        return "not a PNG image: it ends before its IEND chunk"
+    if not idat:
+        return "not a PNG image: it has no image data"
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    depth, color, interlace = header[8], header[9], header[12]
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(color)
+    if width == 0 or height == 0 or channels is None or depth not in (1, 2, 4, 8, 16):
+        return "not a PNG image: its IHDR chunk is invalid"
+    expected = height * (1 + math.ceil(width * channels * depth / 8))
+    if expected > MAX_PNG_PIXEL_BYTES:
+        return f"refused: a {width}x{height} image is too large to check"
+    inflater, total, pending = zlib.decompressobj(), 0, b"".join(idat)
+    try:
+        while pending and total <= expected:
+            total += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        return "not a PNG image: its image data is corrupt"
+    if interlace == 0 and total < expected:
+        return f"not a PNG image: its image data is cut short ({total} of {expected} bytes)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# search_spaces.json
+
+
+def _declared_spaces(root: Path, aliases: Mapping[str, str]) -> tuple[dict[str, Space], list[Violation]]:
+    """The spaces search_spaces.json declares usably (a search's block without violations), and its violations."""
+    path = root / contract.SEARCH_SPACES_FILE
+    if not (path.exists() or path.is_symlink()):
+        return {}, []
+    data, why = _read(path, MAX_TEXT_BYTES)
+    if data is None:
+        return {}, [Violation(contract.SEARCH_SPACES_FILE, "", why or "not readable")]
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return {}, check_search_spaces(path)
+    renamed = _rename_space_doc(doc, aliases)
+    violations = check_search_spaces(path) if renamed == doc else _check_copy(
+        contract.SEARCH_SPACES_FILE, json.dumps(renamed, indent=2).encode(), check_search_spaces)
+    spaces: dict[str, Space] = {}
+    for search in contract.SEARCHES:
+        block = renamed.get(search) if isinstance(renamed, dict) else None
+        if not isinstance(block, dict) or any(v.where == f"$.{search}" or v.where.startswith((f"$.{search}.", f"$.{search}["))
+                                              for v in violations):
+            continue
+        try:
+            spaces[search] = _space_from_json(search, block)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            continue
+    return spaces, violations
+
+
+def _space_from_json(search: str, block: Mapping[str, Any]) -> Space:
+    fixed = dict(block.get("fixed") or {})
+    if search == "grid":
+        return GridSpace(values={k: tuple(v) for k, v in block["values"].items()}, fixed=fixed)
+    ranges = {}
+    for name, spec in block["ranges"].items():
+        if spec["type"] == "choice":
+            ranges[name] = Range.choice(*spec["values"])
+        elif spec["type"] == "int":
+            ranges[name] = Range.int(spec["min"], spec["max"], step=spec.get("step"), sampling=spec["sampling"])
+        else:
+            ranges[name] = Range.float(spec["min"], spec["max"], sampling=spec["sampling"])
+    return RandomSpace(ranges=ranges, max_trials=int(block["max_trials"]), fixed=fixed)
+
+
+def _rename_space_doc(doc: Any, aliases: Mapping[str, str]) -> Any:
+    if not aliases or not isinstance(doc, dict):
+        return doc
+    out = dict(doc)
+    for search in contract.SEARCHES:
+        block = doc.get(search)
+        if isinstance(block, dict):
+            out[search] = {k: _rename_keys(v, aliases) if k in ("values", "ranges", "fixed") else v for k, v in block.items()}
+    return out
+
+
+def _rename_keys(mapping: Any, aliases: Mapping[str, str]) -> Any:
+    """mapping with alias keys renamed to their canonical names (an alias whose canonical name is also a key stays)."""
+    if not isinstance(mapping, dict) or not any(k in aliases for k in mapping):
+        return mapping
+    return {(aliases[k] if k in aliases and aliases[k] not in mapping else k): v for k, v in mapping.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# trials.jsonl
+
+
+def _jsonl_trials(root: Path, aliases: Mapping[str, str]) -> tuple[list[Trial], list[Violation], bool]:
+    """The usable trials of trials.jsonl with their line numbers, its violations, and whether the file is there."""
+    path = root / contract.TRIALS_FILE
+    present = path.exists() or path.is_symlink()
+    data, _ = _read(path, MAX_TEXT_BYTES)
+    renamed = _rename_lines(data, aliases) if data is not None else None
+    if renamed is None:
+        records, violations = read_trials(path)
+    else:
+        records, violations = _check_copy(contract.TRIALS_FILE, renamed, read_trials)
+    lines = _kept_lines(data, violations, len(records))
+    trials = []
+    for record, line in zip(records, lines):
+        trials.append(Trial(
+            search=record["search"],
+            trial_id=record["trial_id"],
+            hyperparameters=dict(record["hyperparameters"]),
+            status=record["status"],
+            val_accuracy=record["val_accuracy"],
+            val_loss=record["val_loss"],
+            train_seconds=float(record["train_seconds"]),
+            file=contract.TRIALS_FILE,
+            line=line,
+        ))
+    return trials, violations, present
+
+
+def _rename_lines(data: bytes, aliases: Mapping[str, str]) -> bytes | None:
+    """data with alias hyperparameter names renamed, line for line; None when no line changes."""
+    if not aliases:
+        return None
+    out, changed = [], False
+    for chunk in data.split(b"\n"):
+        try:
+            record = json.loads(chunk) if chunk.strip() else None
+        except (ValueError, RecursionError):
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("hyperparameters"), dict):
+            renamed = _rename_keys(record["hyperparameters"], aliases)
+            if renamed is not record["hyperparameters"]:
+                record["hyperparameters"] = renamed
+                out.append(json.dumps(record).encode())
+                changed = True
+                continue
+        out.append(chunk)
+    return b"\n".join(out) if changed else None
+
+
+_LINE = re.compile(r"line (\d+)\b")
+
+
+def _kept_lines(data: bytes | None, violations: Sequence[Violation], count: int) -> list[int | None]:
+    """The line numbers of the trials read_trials kept: the non-blank lines without a violation."""
+    if data is None:
+        return [None] * count
+    bad = {int(m.group(1)) for v in violations if (m := _LINE.match(v.where))}
+    kept = [i + 1 for i, chunk in enumerate(data.split(b"\n")) if chunk.strip() and i + 1 not in bad]
+    return kept if len(kept) == count else [None] * count
+
+
+# ---------------------------------------------------------------------------------------------
+# KerasTuner project dirs
+
+
+@dataclass(frozen=True)
+class _Project:
+    """One KerasTuner project dir: its search, declared space and completed trials, each with its problems."""
+
+    search: str | None
+    oracle_file: str
+    space: Space | None
+    space_problems: tuple[Violation, ...]
+    trials: tuple[Trial, ...]
+    trial_problems: tuple[Violation, ...]
+
+
+def _read_project(root: Path, folder: Path, aliases: Mapping[str, str]) -> _Project:
+    oracle_file = (folder / "oracle.json").relative_to(root).as_posix()
+    oracle, why = _read_json(folder / "oracle.json")
+    problems: list[Violation] = []
+    if why:
+        problems.append(Violation(oracle_file, "", why))
+    search = search_of_project(folder.relative_to(root), oracle)
+    if search is None:
+        problems.append(Violation(oracle_file, "", "cannot tell which search this KerasTuner project ran: "
+                                                   "name its project dir grid or random"))
+        return _Project(None, oracle_file, None, tuple(problems), (), ())
+    trial_problems: list[Violation] = []
+    trials: list[Trial] = []
+    unknown: dict[str, str] = {}
+    try:
+        trial_dirs = sorted(d for d in folder.iterdir() if d.name.startswith("trial_") and d.is_dir() and not d.is_symlink())
+    except OSError as exc:
+        trial_dirs = []
+        problems.append(Violation(oracle_file, "", f"its folder cannot be listed: {exc.strerror or exc}"))
+    trial_dirs = trial_dirs[:MAX_FILES]
+    for trial_dir in trial_dirs:
+        rel = (trial_dir / "trial.json").relative_to(root).as_posix()
+        doc, why = _read_json(trial_dir / "trial.json")
+        if why:
+            trial_problems.append(Violation(rel, "", why))
+            continue
+        trial, found = _native_trial(search, doc, rel, aliases, unknown)
+        trial_problems += found
+        if trial is not None:
+            trials.append(trial)
+    for name, first in unknown.items():
+        trial_problems.append(Violation(first, f"$.hyperparameters.values.{name}",
+                                        f"'{name}' is not a canonical hyperparameter name; it is ignored "
+                                        f"(use one of {', '.join(contract.HYPERPARAMETERS)})"))
+    space, space_problems = None, []
+    if isinstance(oracle, dict):
+        space, space_problems = _space_from_oracle(search, oracle, aliases, oracle_file, len(trial_dirs))
+    return _Project(search, oracle_file, space, tuple(problems + space_problems), tuple(trials), tuple(trial_problems))
+
+
+def search_of_project(project: Path, oracle: Any) -> str | None:
+    """The search a KerasTuner project ran: from its dir name (or its parent's), else from the oracle's state.
+
+    KerasTuner's oracle.json names no tuner class; only the Bayesian oracle adds its own
+    keys (num_initial_points, alpha, beta), so grid and random need a telling dir name.
+    """
+    for name in reversed(project.parts):
+        lowered = name.lower()
+        for word, search in (("grid", "grid"), ("random", "random"), ("bayes", "bayesian")):
+            if word in lowered:
+                return search
+    if isinstance(oracle, dict) and "num_initial_points" in oracle:
+        return "bayesian"
+    return None
+
+
+def _one_project_per_search(projects: list[_Project], problems: list[Violation]) -> list[_Project]:
+    kept: dict[str, _Project] = {}
+    for project in projects:
+        if project.search is None:
+            problems.extend(project.space_problems)
+        elif project.search in kept:
+            problems.append(Violation(project.oracle_file, "", f"a second KerasTuner project for the {project.search} "
+                                                               f"search; only {kept[project.search].oracle_file} is read"))
+        else:
+            kept[project.search] = project
+    return list(kept.values())
+
+
+def _native_trial(search: str, doc: Any, rel: str, aliases: Mapping[str, str], unknown: dict[str, str]
+                  ) -> tuple[Trial | None, list[Violation]]:
+    """A COMPLETED KerasTuner trial.json as a Trial (None for other statuses or unusable files), and its problems."""
+    if not isinstance(doc, dict):
+        return None, [Violation(rel, "", "not a KerasTuner trial: expected a JSON object")]
+    if doc.get("status") != "COMPLETED":
+        return None, []
+    values = doc.get("hyperparameters", {}).get("values") if isinstance(doc.get("hyperparameters"), dict) else None
+    metrics = doc.get("metrics", {}).get("metrics") if isinstance(doc.get("metrics"), dict) else None
+    trial_id = doc.get("trial_id")
+    if not isinstance(values, dict) or not isinstance(metrics, dict) or not isinstance(trial_id, str):
+        return None, [Violation(rel, "", "not a KerasTuner trial: it lacks trial_id, hyperparameters.values or metrics")]
+    found: list[Violation] = []
+    hps: dict[str, float] = {}
+    for name, value in values.items():
+        canonical = aliases.get(name, name)
+        if canonical not in contract.HYPERPARAMETERS:
+            unknown.setdefault(name, rel)
+        elif not finite_number(value):
+            found.append(Violation(rel, f"$.hyperparameters.values.{name}", f"must be a finite number, got {_show(value)}"))
+        elif canonical not in hps:
+            hps[canonical] = value
+    accuracy = _observations(metrics.get("val_accuracy"))
+    if not accuracy:
+        return None, found + [Violation(rel, "$.metrics.metrics.val_accuracy",
+                                        "no val_accuracy recorded: train with validation data")]
+    if any(not finite_number(v) or not 0 <= v <= 1 for _, v in accuracy):
+        bad = next(v for _, v in accuracy if not finite_number(v) or not 0 <= v <= 1)
+        return None, found + [Violation(rel, "$.metrics.metrics.val_accuracy",
+                                        f"val_accuracy {_show(bad)} is not a number in [0, 1]")]
+    step, best = max(accuracy, key=lambda sv: sv[1])
+    losses = dict(_observations(metrics.get("val_loss")))
+    loss = losses.get(step)
+    trial = Trial(search=search, trial_id=trial_id, hyperparameters=hps, status="COMPLETED", val_accuracy=float(best),
+                  val_loss=float(loss) if finite_number(loss) else None, train_seconds=None, file=rel)
+    return trial, found
+
+
+def _observations(history: Any) -> list[tuple[Any, Any]]:
+    """(step, value) pairs of a KerasTuner metric history ({"observations": [{"value": [x], "step": n}]})."""
+    if not isinstance(history, dict) or not isinstance(history.get("observations"), list):
+        return []
+    out = []
+    for obs in history["observations"]:
+        if isinstance(obs, dict):
+            value = obs.get("value")
+            value = value[0] if isinstance(value, list) and len(value) == 1 else value
+            out.append((obs.get("step"), value))
+    return out
+
+
+def _space_from_oracle(search: str, oracle: Mapping[str, Any], aliases: Mapping[str, str], rel: str, n_trials: int
+                       ) -> tuple[Space | None, list[Violation]]:
+    """The space a KerasTuner oracle.json declares, read as a grid (grid search) or as ranges (the others)."""
+    space_list = oracle.get("hyperparameters", {}).get("space") if isinstance(oracle.get("hyperparameters"), dict) else None
+    if not isinstance(space_list, list):
+        return None, [Violation(rel, "$.hyperparameters.space", "no search space recorded")]
+    values: dict[str, tuple[Any, ...]] = {}
+    ranges: dict[str, Range] = {}
+    fixed: dict[str, Any] = {}
+    problems: list[Violation] = []
+    for i, entry in enumerate(space_list):
+        where = f"$.hyperparameters.space[{i}]"
+        try:
+            kind, config = entry["class_name"], entry["config"]
+            name = aliases.get(config["name"], config["name"])
+            if name not in contract.HYPERPARAMETERS:
+                continue
+            if kind == "Fixed":
+                fixed[name] = config["value"]
+            elif kind == "Choice":
+                choices = tuple(v for v in config["values"] if finite_number(v))
+                values[name], ranges[name] = choices, Range.choice(*choices)
+            elif kind in ("Int", "Float"):
+                low, high, step = config["min_value"], config["max_value"], config.get("step")
+                sampling = "log" if config.get("sampling") in ("log", "reverse_log") else "linear"
+                ranges[name] = (Range.int(low, high, step=step, sampling=sampling) if kind == "Int"
+                                else Range.float(low, high, sampling=sampling))
+                if search == "grid":
+                    if kind == "Float" and not step:
+                        problems.append(Violation(rel, where, f"{name} is a Float without step, which a grid cannot list"))
+                    else:
+                        values[name] = _stepped(low, high, step or 1, as_int=kind == "Int")
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(Violation(rel, where, f"not a KerasTuner hyperparameter: {type(exc).__name__}"))
+    try:
+        if search == "grid":
+            return GridSpace(values=values, fixed={k: v for k, v in fixed.items() if k not in values}), problems
+        return RandomSpace(ranges=ranges, max_trials=max(1, n_trials),
+                           fixed={k: v for k, v in fixed.items() if k not in ranges}), problems
+    except ValueError as exc:
+        return None, problems + [Violation(rel, "$.hyperparameters.space", str(exc))]
+
+
+def _stepped(low: float, high: float, step: float, *, as_int: bool) -> tuple[float, ...]:
+    if step <= 0 or high < low or (high - low) / step >= MAX_GRID_VALUES:
+        raise ValueError("too many values")
+    count = int(math.floor((high - low) / step + 1e-9)) + 1
+    return tuple(int(low + i * step) if as_int else round(low + i * step, 12) for i in range(count))
+
+
+# ---------------------------------------------------------------------------------------------
+# Trials against the declared spaces
+
+
+def _mark_outside(trials: Sequence[Trial], spaces: Mapping[str, Space]) -> tuple[list[Trial], list[Violation]]:
+    """Each trial with `outside` set to the hyperparameters its search's space does not allow, and a violation for each."""
+    out: list[Trial] = []
+    problems: list[Violation] = []
+    for trial in trials:
+        space = spaces.get(trial.search)
+        found = [] if space is None else _outside(trial, space)
+        for name, message in found:
+            where = f"line {trial.line}: $.hyperparameters.{name}" if trial.line else f"$.hyperparameters.{name}"
+            problems.append(Violation(trial.file, where, message))
+        out.append(replace(trial, outside=tuple(name for name, _ in found)) if found else trial)
+    return out, problems
+
+
+def _outside(trial: Trial, space: Space) -> list[tuple[str, str]]:
+    found = []
+    for name, value in trial.hyperparameters.items():
+        shown = _fmt(value)
+        if name in space.fixed and finite_number(space.fixed[name]):
+            if not same_value(value, space.fixed[name]):
+                found.append((name, f"{name}={shown} differs from the {trial.search} search's fixed value "
+                                    f"{_fmt(space.fixed[name])}"))
+        elif isinstance(space, GridSpace) and name in space.values:
+            if not any(same_value(value, v) for v in space.values[name]):
+                found.append((name, f"{name}={shown} is not one of the declared grid values "
+                                    f"{', '.join(_fmt(v) for v in space.values[name])}"))
+        elif isinstance(space, RandomSpace) and name in space.ranges:
+            rng = space.ranges[name]
+            if rng.type == "choice":
+                if not any(same_value(value, v) for v in rng.values):
+                    found.append((name, f"{name}={shown} is not one of the declared {trial.search} choices "
+                                        f"{', '.join(_fmt(v) for v in rng.values)}"))
+            elif not rng.contains(value):
+                found.append((name, f"{name}={shown} is outside the declared {trial.search} range "
+                                    f"{_fmt(rng.min)}..{_fmt(rng.max)}"))
+    return found
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two hyperparameter values are the same (floats up to rounding in the 9th significant digit)."""
+    if not finite_number(a) or not finite_number(b):
+        return a == b
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# comparison.csv
+
+
+def _comparison(root: Path, trial_searches: set[str] | None
+                ) -> tuple[dict[str, dict[str, str]] | None, list[Violation]]:
+    """The first row of each search in comparison.csv (None when it cannot be read), and its violations."""
+    path = root / contract.COMPARISON_FILE
+    problems = check_comparison(path, trial_searches)
+    data, _ = _read(path, MAX_TEXT_BYTES)
+    if data is None:
+        return None, problems
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    except (UnicodeDecodeError, csv.Error):
+        return None, problems
+    out: dict[str, dict[str, str]] = {}
+    for row in rows:
+        search = row.get("search")
+        if isinstance(search, str) and search not in out:
+            out[search] = {k: v for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}
+    return out, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# answers.yaml and the notebook's answers cell
+
+
+def _answers(root: Path, aliases: Mapping[str, str], notebook: Path | None
+             ) -> tuple[dict[str, Any] | None, str | None, list[Violation]]:
+    """The answers (aliases applied), where they were read, and their violations."""
+    path = root / contract.ANSWERS_FILE
+    if not (path.exists() or path.is_symlink()) and notebook is not None:
+        return notebook_answers(notebook, aliases)
+    data, _ = _read(path, MAX_TEXT_BYTES)
+    doc = _load_yaml(data)
+    if not isinstance(doc, dict):
+        return None, None, check_answers(path)
+    renamed = _rename_answers(doc, aliases)
+    if renamed == doc:
+        return renamed, contract.ANSWERS_FILE, check_answers(path)
+    return renamed, contract.ANSWERS_FILE, _check_copy(contract.ANSWERS_FILE, _dump_yaml(renamed), check_answers)
+
+
+def notebook_answers(notebook: Path, aliases: Mapping[str, str] | None = None
+                     ) -> tuple[dict[str, Any] | None, str | None, list[Violation]]:
+    """The answers in a notebook's cell tagged `answers`, where they were read ('<notebook> cell N'), and violations.
+
+    A raw or markdown cell holds YAML (optionally in a ```yaml fence); a code cell assigns
+    `ANSWERS = {...}`, read with ast.literal_eval and never executed.
+    """
+    name = notebook.name
+    aliases = aliases or {}
+    data, why = _read(notebook, MAX_NOTEBOOK_BYTES)
+    if data is None:
+        return None, None, [Violation(name, "", why or "not readable")]
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return None, None, [Violation(name, "", "not a notebook: not valid JSON")]
+    cells = doc.get("cells") if isinstance(doc, dict) else None
+    if not isinstance(cells, list):
+        return None, None, [Violation(name, "", "not a notebook: it has no cells")]
+    tagged = [i for i, cell in enumerate(cells) if isinstance(cell, dict) and isinstance(cell.get("metadata"), dict)
+              and isinstance(cell["metadata"].get("tags"), list) and ANSWERS_TAG in cell["metadata"]["tags"]]
+    if not tagged:
+        return None, None, [Violation(name, "", f"no cell is tagged {ANSWERS_TAG} and there is no answers.yaml")]
+    index = tagged[0]
+    where = f"cell {index}"
+    problems = []
+    if len(tagged) > 1:
+        problems.append(Violation(name, f"cell {tagged[1]}", f"a second cell tagged {ANSWERS_TAG}; only cell {index} is read"))
+    cell = cells[index]
+    source = cell.get("source", "")
+    text = "".join(s for s in source if isinstance(s, str)) if isinstance(source, list) else str(source)
+    if cell.get("cell_type") == "code":
+        answers, why = _literal_answers(text)
+        if answers is None:
+            return None, None, problems + [Violation(name, where, why)]
+    else:
+        fenced = re.search(r"```[ \t]*(?:ya?ml)?[ \t]*\n(.*?)```", text, re.DOTALL | re.IGNORECASE)
+        text = fenced.group(1) if fenced else text
+        answers = _load_yaml(text.encode("utf-8"))
+        if not isinstance(answers, dict):
+            found = _check_copy(contract.ANSWERS_FILE, text.encode("utf-8"), check_answers)
+            found = found or [Violation(contract.ANSWERS_FILE, "", "expected question: answer pairs")]
+            return None, None, problems + [Violation(name, f"{where}: {v.where}".rstrip(": "), v.message) for v in found]
+    renamed = _rename_answers({"contract_version": contract.CONTRACT_VERSION, **answers}, aliases)
+    found = _check_copy(contract.ANSWERS_FILE, _dump_yaml(renamed), check_answers)
+    problems += [Violation(name, f"{where}: {v.where}".rstrip(": "), v.message) for v in found]
+    return renamed, f"{name} {where}", problems
+
+
+def _literal_answers(text: str) -> tuple[dict[str, Any] | None, str]:
+    """The dict a code cell assigns to ANSWERS, read without running the cell; or None and why not."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return None, f"the answers cell is not valid Python: {type(exc).__name__}"
+    value = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == ANSWERS_VARIABLE for t in node.targets):
+            value = node.value
+    if value is None:
+        return None, f"the answers cell does not assign {ANSWERS_VARIABLE} = {{...}}"
+    try:
+        answers = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return None, f"{ANSWERS_VARIABLE} must be a literal dict (plain strings, numbers, lists), not computed"
+    if not isinstance(answers, dict):
+        return None, f"{ANSWERS_VARIABLE} must be a dict of question: answer, got {type(answers).__name__}"
+    return {str(k): v for k, v in answers.items()}, ""
+
+
+def _rename_answers(doc: Mapping[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
+    """doc with hyperparameter names in the choice answers written canonically (aliases, case, spaces)."""
+    out = dict(doc)
+    if isinstance(out.get("most_important_hyperparameter"), str):
+        out["most_important_hyperparameter"] = canonical_name(out["most_important_hyperparameter"], aliases)
+    if isinstance(out.get("hyperparameter_ranking"), list):
+        out["hyperparameter_ranking"] = [canonical_name(v, aliases) if isinstance(v, str) else v
+                                         for v in out["hyperparameter_ranking"]]
+    if isinstance(out.get("better_search"), str):
+        out["better_search"] = out["better_search"].strip().lower()
+    return out
+
+
+def canonical_name(value: str, aliases: Mapping[str, str] | None = None) -> str:
+    """A hyperparameter name as written by a student ('Learning rate', 'lr'), in its canonical form if it has one."""
+    aliases = aliases or {}
+    key = value.strip()
+    if key in aliases:
+        return aliases[key]
+    normal = re.sub(r"[\s-]+", "_", key.lower())
+    return aliases.get(normal, normal)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def _read(path: Path, limit: int) -> tuple[bytes | None, str | None]:
+    """The bytes of a regular file no larger than limit, or None and why not (a symlink is never followed)."""
+    if path.is_symlink():
+        return None, "is a symbolic link, not a regular file"
+    if not path.exists():
+        return None, "file is missing"
+    if not path.is_file():
+        return None, "not a regular file"
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            return None, f"file is too large ({size / 2**20:.1f} MiB; the limit is {limit // 2**20} MiB)"
+        return path.read_bytes(), None
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror or exc}"
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    data, why = _read(path, MAX_TEXT_BYTES)
+    if data is None:
+        return None, why
+    try:
+        return json.loads(data), None
+    except ValueError as exc:
+        return None, f"not valid JSON: {str(exc).splitlines()[0][:200]}"
+    except RecursionError:
+        return None, "nested too deeply to read"
+
+
+def _load_yaml(data: bytes | None) -> Any:
+    """The YAML document in data, or None when it is unreadable or uses aliases (check_answers says why)."""
+    if data is None:
+        return None
+    try:
+        text = data.decode("utf-8")
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
+            return None
+        return yaml.safe_load(text)
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError):
+        return None
+
+
+def _dump_yaml(doc: Mapping[str, Any]) -> bytes:
+    try:
+        return yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True).encode("utf-8")
+    except yaml.YAMLError:
+        return json.dumps(doc, default=str).encode("utf-8")
+
+
+def _check_copy(name: str, content: bytes, checker: Callable[[Path], Any]) -> Any:
+    """Run one of grader.validate's file checkers on content (what the grader uses) via a private copy named name."""
+    with tempfile.TemporaryDirectory(prefix="grader-evidence-") as tmp:
+        copy = Path(tmp) / name
+        copy.write_bytes(content)
+        return checker(copy)
+
+
+def _first(problems: Sequence[Violation], file: str) -> str | None:
+    mine = next((p for p in problems if p.file == file), None)
+    if mine is None:
+        return None
+    return f"{mine.where}: {mine.message}" if mine.where else mine.message
+
+
+def _unique(problems: Iterable[Violation]) -> list[Violation]:
+    seen: set[Violation] = set()
+    out = []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, bool)) or value is None else _fmt(value)
+    return text if len(text) <= 40 else text[:37] + "..."
