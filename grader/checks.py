@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import re
+from fnmatch import fnmatchcase
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from grader import contract
-from grader.evidence import Evidence, Trial, same_value
+from grader.evidence import Evidence, Trial
 from grader.jsonio import finite_number
 from grader.result import CheckResult, Score
 from grader.rubric import Check, Rubric
@@ -87,7 +88,8 @@ def _result(check: Check, fraction: float, status: str, message: str, suspect: b
     line = " ".join(message.split())
     if len(line) > MAX_MESSAGE_CHARS:
         line = line[:MAX_MESSAGE_CHARS - 3] + "..."
-    return CheckResult(id=check.id, title=check.title, kind=check.kind, points=round(check.points * fraction, 2),
+    earned = check.points if fraction >= 1.0 else min(check.points, round(check.points * fraction, 2))
+    return CheckResult(id=check.id, title=check.title, kind=check.kind, points=earned,
                        max_points=check.points, status=status, visibility=check.visibility,  # type: ignore[arg-type]
                        message=line, suspect=suspect)
 
@@ -123,8 +125,7 @@ def judge_artifacts(params: Mapping[str, Any], ev: Evidence) -> Verdict:
 
 
 def _glob(rel: str, pattern: str) -> bool:
-    from fnmatch import fnmatchcase
-
+    """fnmatch within one folder level: plots/*.png matches plots/a.png, not plots/old/a.png."""
     return rel.count("/") == pattern.count("/") and fnmatchcase(rel, pattern)
 
 
@@ -229,12 +230,12 @@ def judge_grid_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
         return Verdict(0.0, _say([f"the grid declares {grid.size} combinations, more than the grader lists "
                                   f"({MAX_COMBINATIONS})"], "declare a grid you can train in the time box"))
     names = list(grid.values)
-    combos = [tuple(combo[n] for n in names) for combo in grid.combinations()]
-    done = [_values_of(t, names) for t in ev.completed_of(search) if not t.outside]
-    tried = [_values_of(t, names) for t in ev.trials_of(search) if not t.completed]
-    covered = [c for c in combos if any(v is not None and _same(v, c) for v in done)]
-    missing = [c for c in combos if c not in covered]
-    failed = sum(1 for c in missing if any(v is not None and _same(v, c) for v in tried))
+    combos = [tuple(_key(combo[n]) for n in names) for combo in grid.combinations()]
+    done = {_values_of(t, names) for t in ev.completed_of(search) if not t.outside}
+    tried = {_values_of(t, names) for t in ev.trials_of(search) if not t.completed}
+    covered = [c for c in combos if c in done]
+    missing = [c for c in combos if c not in done]
+    failed = sum(1 for c in missing if c in tried)
     denominator = max(len(combos), minimum)
     fraction = len(covered) / denominator
     if fraction >= 1.0:
@@ -258,13 +259,10 @@ def judge_grid_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
 
 
 def _values_of(trial: Trial, names: Sequence[str]) -> tuple[Any, ...] | None:
+    """The trial's values of names, each as _key makes it comparable; None when it lacks one."""
     if any(n not in trial.hyperparameters for n in names):
         return None
-    return tuple(trial.hyperparameters[n] for n in names)
-
-
-def _same(a: Sequence[Any], b: Sequence[Any]) -> bool:
-    return all(same_value(x, y) for x, y in zip(a, b))
+    return tuple(_key(trial.hyperparameters[n]) for n in names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,12 +339,13 @@ def judge_accuracy_threshold(params: Mapping[str, Any], ev: Evidence) -> Verdict
     for search in searches:
         model = contract.best_model_path(search)
         evaluation = ev.evaluation(search)
-        if evaluation is None:
-            found.append(f"{search}: no {model} was evaluated")
-            weak = True
-            continue
-        if evaluation.test_accuracy is None:
-            found.append(f"{search}: {model} could not be evaluated ({evaluation.error or 'no accuracy'})")
+        if evaluation is None or evaluation.test_accuracy is None:
+            if model not in ev.files:
+                found.append(f"{search}: {model} was not written")
+            elif evaluation is None:
+                found.append(f"{search}: {model} was not evaluated")
+            else:
+                found.append(f"{search}: {model} could not be evaluated ({evaluation.error or 'no accuracy'})")
             weak = True
             continue
         accuracy = evaluation.test_accuracy
@@ -505,7 +504,7 @@ def _judge_ranking(key: str, answer: Any, ev: Evidence, k: int) -> Verdict:
 
 def _judge_better_search(key: str, answer: Any, ev: Evidence, margin: float) -> Verdict:
     best = {s: ev.best_of(s) for s in ("grid", "random")}
-    if answer not in best:
+    if not isinstance(answer, str) or answer not in best:
         return Verdict(0.0, _say([f"{key}: {_quote(answer)} is not grid or random"], "answer grid or random"))
     lacking = [s for s, b in best.items() if b is None]
     if lacking:
@@ -690,6 +689,7 @@ def _and(items: Sequence[str]) -> str:
 
 
 def _key(value: Any) -> Any:
+    """A hyperparameter value made comparable: numbers to 9 significant digits (0.1 + 0.2 == 0.3, 32 == 32.0)."""
     return float(f"{value:.9g}") if finite_number(value) else value
 
 

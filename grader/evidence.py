@@ -53,6 +53,7 @@ MAX_FILES = 5000  # entries of the output dir looked at; a hostile dir cannot st
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024  # an executed notebook carries its outputs (plots)
 MAX_PNG_PIXEL_BYTES = 256 * 1024 * 1024  # a PNG whose decoded size would exceed this is refused, not inflated
 MAX_TUNER_DEPTH = 3  # oracle.json may sit at most this many folders below the output dir
+MAX_DEPTH = 12  # folders deeper than this are not walked (os.walk recurses; a hostile tree must not exhaust the stack)
 MAX_GRID_VALUES = 1000  # values enumerated for one stepped Int/Float of a KerasTuner grid
 ANSWERS_TAG = "answers"
 ANSWERS_VARIABLE = "ANSWERS"
@@ -248,6 +249,10 @@ def _walk(root: Path) -> tuple[list[str], list[Path], list[Violation]]:
         here = Path(folder)
         rel_dir = here.relative_to(root)
         depth = len(rel_dir.parts)
+        if depth >= MAX_DEPTH and dirnames:
+            problems.append(Violation(rel_dir.as_posix(), "", f"folders nested more than {MAX_DEPTH} levels deep "
+                                                              "were not looked at"))
+            dirnames[:] = []
         if "oracle.json" in filenames and 0 < depth <= MAX_TUNER_DEPTH:
             projects.append(here)
             dirnames[:] = [d for d in dirnames if not d.startswith("trial_")]

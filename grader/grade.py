@@ -60,7 +60,8 @@ def main(
     executor: Executor | None = None,
 ) -> BatchSummary:
     """Grade the submissions found under the given paths into `out` (see the README's `grader grade`)."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 110)
+    out, submissions = out.resolve(), [p.resolve() for p in submissions]
     spec = load_rubric(rubric)
     if require_sandbox:
         usable, why = bwrap_usable()
@@ -135,13 +136,13 @@ def score_table(csv_path: Path) -> Table:
 
     frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     table = Table(title="grades")
-    for column in ("student", "status", "score", "test acc grid", "test acc random", "suspect", "message"):
-        table.add_column(column, overflow="fold")
+    for column in ("student", "status", "score", "test acc (grid)", "test acc (random)", "suspect"):
+        table.add_column(column, no_wrap=True)
     for row in frame.to_dict("records"):
-        score = f"{row['score_earned']}/{row['score_possible']}" if row.get("score_possible") else "-"
+        score = (f"{float(row['score_earned']):.1f}/{float(row['score_possible']):g}"
+                 if row.get("score_possible") else "-")
         table.add_row(row["student_id"], row["status"], score, row.get("test_accuracy_grid") or "-",
-                      row.get("test_accuracy_random") or "-", "yes" if row.get("suspect") == "True" else "",
-                      row.get("message", "")[:80])
+                      row.get("test_accuracy_random") or "-", "yes" if row.get("suspect") == "True" else "")
     return table
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import sys
 import tempfile
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def score_table(result: Result) -> Table:
 
 def check_main(*, path: Path, rubric: Path, time_limit: float | None = None, console: Console | None = None) -> int:
     """`grader check [PATH]`: the student's self-check; exit 0 when every visible check passes."""
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     result, folder = grade_repo(path, rubric, time_limit=time_limit, console=Console(stderr=True))
     console.print(score_table(result))
     console.print(f"feedback: {folder / 'feedback.md'}")
@@ -56,13 +56,7 @@ def check_main(*, path: Path, rubric: Path, time_limit: float | None = None, con
 def classroom_main(*, path: Path, rubric: Path, time_limit: float | None = None) -> int:
     """`grader classroom`: grade the checked-out repo and write the Classroom reporter's `result` step output."""
     result, _ = grade_repo(path, rubric, time_limit=time_limit, console=Console(stderr=True))
-    Console(stderr=True).print(score_table(result))
+    Console(stderr=True, width=None if sys.stderr.isatty() else 200).print(score_table(result))
     export.emit_classroom_output(export.classroom_payload(result))
     return 0
 
-
-def render(table: Table) -> str:
-    """A table as plain text (for tests and logs)."""
-    buffer = io.StringIO()
-    Console(file=buffer, width=160).print(table)
-    return buffer.getvalue()

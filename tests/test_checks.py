@@ -7,11 +7,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +25,7 @@ from grader.jsonio import load_schema
 from grader.result import CHECK_STATUSES, CheckResult, ModelEvaluation, Score
 from grader.rubric import Check, load_rubric
 from test_evidence import (
-    ALIASES, KERAS_TUNER_ONLY, REFERENCE_EVALUATIONS, reference_output, trial_lines, write_keras_stand_in, write_lines,
+    ALIASES, KERAS_TUNER_ONLY, REFERENCE_EVALUATIONS, reference_output, trial_lines, write_lines,
 )
 from tunekit.spaces import GridSpace, RandomSpace, Range
 
@@ -68,9 +70,9 @@ UNTOUCHED_TEMPLATE = {  # its stubs raise before anything is written: an empty o
     "random-coverage": "no random search ranges could be read (search_spaces.json: file is missing); trials.jsonl: "
                        "file is missing — declare your random search's ranges in search_spaces.json and run at least 8 "
                        "trials sampled from them",
-    "accuracy-grid": "grid: no models/best_grid.keras was evaluated — save each search's best model to "
+    "accuracy-grid": "grid: models/best_grid.keras was not written — save each search's best model to "
                      "models/best_<search>.keras and raise its accuracy (tune the learning rate, train longer)",
-    "accuracy-random": "random: no models/best_random.keras was evaluated — save each search's best model to "
+    "accuracy-random": "random: models/best_random.keras was not written — save each search's best model to "
                        "models/best_<search>.keras and raise its accuracy (tune the learning rate, train longer)",
     "comparison-table": "no comparison table could be read (comparison.csv: file is missing) — write comparison.csv "
                         "from your trials (one row per search, numbers as in your trials)",
@@ -98,7 +100,10 @@ TEMPLATE_CRASH = ("exited with code 1: NotImplementedError: TODO(student): defin
 
 
 def test_the_untouched_template_scores_zero_with_one_actionable_message_per_check(tmp_path: Path) -> None:
-    results = run_checks(QUICK, gather(tmp_path, aliases=QUICK.aliases, run_status="crashed", run_message=TEMPLATE_CRASH))
+    unwritten = tuple(ModelEvaluation(s, f"models/best_{s}.keras", None, 10000, f"models/best_{s}.keras was not written",
+                                      0.0) for s in ("grid", "random"))  # the engine reports both models, even unwritten
+    results = run_checks(QUICK, gather(tmp_path, aliases=QUICK.aliases, run_status="crashed", run_message=TEMPLATE_CRASH,
+                                       evaluations=unwritten))
     assert points(results) == {c.id: 0.0 for c in QUICK.checks}
     assert messages(results) == UNTOUCHED_TEMPLATE
     assert {c.status for c in results} == {"fail"}
@@ -225,7 +230,7 @@ def test_a_grid_smaller_than_the_rubric_minimum_cannot_earn_full_points() -> Non
 
 def test_a_grid_trial_off_the_declared_fixed_values_does_not_cover_its_combination() -> None:
     trials = grid_trials(0.9, 0.9, 0.9, 0.9)
-    trials[3] = Trial(**{**trials[3].__dict__, "outside": ("epochs",)})
+    trials[3] = replace(trials[3], outside=("epochs",))
     assert judged("grid_coverage", {}, evidence(*trials)).points == 7.5
 
 
@@ -247,7 +252,7 @@ def test_random_coverage_catches_a_grid_in_disguise() -> None:
 
 def test_random_coverage_counts_only_trials_inside_the_ranges_and_names_the_first_outside() -> None:
     trials = random_trials([0.001, 0.02, 0.0003, 0.5], [0.1, 0.2, 0.3, 0.4])
-    trials[3] = Trial(**{**trials[3].__dict__, "outside": ("learning_rate",)})
+    trials[3] = replace(trials[3], outside=("learning_rate",))
     assert verdict(judged("random_coverage", {"min_trials": 4}, evidence(*trials))) == (
         8.33, "partial", "3 distinct completed random trials inside the declared ranges (needs 4); 1 of 4 completed "
                          "trials lie outside the declared ranges (first: trial 3, trials.jsonl line 4: learning_rate) — "
@@ -288,6 +293,13 @@ def test_accuracy_tiers_use_the_graders_own_test_accuracy(accuracy: float, earne
     ev = evidence(*grid_trials(0.9), evaluations=(ModelEvaluation("grid", "models/best_grid.keras", accuracy, 100, None, 1.0),))
     result = judged("accuracy_threshold", {"searches": ["grid"], "tiers": TIERS}, ev)
     assert (result.points, result.message, result.suspect) == (earned, message, accuracy == 0.5)
+
+
+def test_a_model_the_grader_did_not_evaluate_is_named_as_such() -> None:
+    ev = evidence(files={"models/best_grid.keras": None})
+    assert judged("accuracy_threshold", {"searches": ["grid"], "tiers": TIERS}, ev).message == (
+        "grid: models/best_grid.keras was not evaluated — save each search's best model to models/best_<search>.keras "
+        "and raise its accuracy (tune the learning rate, train longer)")
 
 
 def test_a_model_that_does_not_load_earns_no_accuracy_and_fails_its_artifact() -> None:
@@ -505,7 +517,6 @@ def test_no_malformed_output_dir_makes_a_check_raise(data: st.DataObject, native
             write_lines(out / "trials.jsonl", records)
             for name in ("search_spaces.json",):
                 (out / name).write_text(json.dumps(_mutate(json.loads((out / name).read_text()), data)))
-            import yaml
             answers = yaml.safe_load((out / "answers.yaml").read_text())
             (out / "answers.yaml").write_text(yaml.safe_dump(_mutate(answers, data)))
         evaluations = tuple(ModelEvaluation(s, f"models/best_{s}.keras", data.draw(st.none() | st.floats(0, 1)), 10, None,
@@ -514,7 +525,7 @@ def test_no_malformed_output_dir_makes_a_check_raise(data: st.DataObject, native
                     evaluations=evaluations)
         for rubric in (QUICK, FULL):
             results = run_checks(rubric, ev)
-            assert [c.status for c in results if c.status not in CHECK_STATUSES or c.status == "error"] == []
+            assert [(c.id, c.message) for c in results if c.status not in CHECK_STATUSES or c.status == "error"] == []
             assert all(0 <= c.points <= c.max_points and "\n" not in c.message for c in results)
 
 

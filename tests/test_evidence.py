@@ -24,6 +24,7 @@ from tunekit.spaces import GridSpace, RandomSpace
 OUTPUTS = ROOT / "tests" / "fixtures" / "outputs"
 REFERENCE = OUTPUTS / "reference_quick"  # a real quick-profile reference run (models left out: they are made below)
 KERAS_TUNER_ONLY = OUTPUTS / "keras_tuner_only"  # the same run's KerasTuner project dirs, trial.json/oracle.json only
+PNG_HEAD = b"\x89PNG\r\n\x1a\n"
 ALIASES = {"lr": "learning_rate", "batch": "batch_size", "n_filters": "filters", "dropout_rate": "dropout"}
 
 # The grader's own evaluation of the models of the run in REFERENCE on the 10,000 MNIST test images.
@@ -478,4 +479,17 @@ def test_gather_never_raises_whatever_the_files_hold(trials: bytes, spaces: byte
         assert isinstance(gather(out, aliases=ALIASES), Evidence)
 
 
-PNG_HEAD = b"\x89PNG\r\n\x1a\n"
+
+def test_a_deep_or_crowded_output_dir_is_walked_only_so_far(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = tmp_path / "/".join(["d"] * 15)
+    deep.mkdir(parents=True)
+    (deep / "x.txt").write_text("x")
+    monkeypatch.setattr("grader.evidence.MAX_FILES", 3)
+    for name in ("a", "b", "c", "e"):
+        (tmp_path / f"{name}.txt").write_text(name)
+    ev = gather(tmp_path)
+    assert sorted(ev.files) == ["a.txt", "b.txt", "c.txt"]
+    assert str(ev.problems[0]) == "output dir: holds more than 3 files; the rest were not looked at"
+    monkeypatch.setattr("grader.evidence.MAX_FILES", 100)
+    assert str(gather(tmp_path).problems[0]) == (
+        "d/d/d/d/d/d/d/d/d/d/d/d: folders nested more than 12 levels deep were not looked at")

