@@ -619,7 +619,8 @@ def _observations(history: Any) -> list[tuple[Any, Any]]:
         if isinstance(obs, dict):
             value = obs.get("value")
             value = value[0] if isinstance(value, list) and len(value) == 1 else value
-            out.append((obs.get("step"), value))
+            step = obs.get("step")
+            out.append((step if isinstance(step, (int, float, str)) else None, value))
     return out
 
 

@@ -23,7 +23,6 @@ import html
 import io
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grader.contract import SEARCHES, TRIALS_FILE
-from grader.jsonio import write_text_atomic
+from grader.jsonio import write_bytes_atomic, write_text_atomic
 from grader.result import CheckResult, ModelEvaluation, Result, Score
 
 Audience = Literal["student", "instructor"]
@@ -443,7 +442,7 @@ def write_feedback(student_dir: Path, result: Result, *, output_dir: Path | None
     plots = []
     for plot in fb.plots:
         target = student_dir / plot.path
-        _write_bytes_atomic(target, plot.png)
+        write_bytes_atomic(target, plot.png)
         plots.append(target)
     stem = "feedback" if audience == "student" else "feedback.instructor"
     md, page = student_dir / f"{stem}.md", student_dir / f"{stem}.html"
@@ -519,24 +518,6 @@ def _label(value: Any) -> str:
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40] or "search"
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _num(x: float) -> str:

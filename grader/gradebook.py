@@ -14,15 +14,15 @@ rubric order. A value that does not apply (no score, no such check) is empty.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from grader.jsonio import write_text_atomic
+from grader.jsonio import write_bytes_atomic, write_text_atomic
 from grader.result import RESULT_FILE, Result, read_result
 
 CSV_FILE = "grades.csv"
@@ -111,14 +111,6 @@ def rebuild_gradebook(out_dir: str | os.PathLike[str]) -> Gradebook:
 
 
 def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, engine="pyarrow", index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, engine="pyarrow", index=False)
+    write_bytes_atomic(path, buffer.getvalue())

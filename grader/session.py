@@ -151,40 +151,27 @@ def plan_submission(layout: Layout, entry_point: str, slot: Slot, settings: Sess
             command += ["--cell-timeout", str(settings.cell_timeout_s)]
     else:
         command = [sys.executable, str(layout.work / entry_point)]
-    return SandboxSpec(
-        command=tuple(command),
-        workdir=layout.work,
-        env=env,
-        time_limit_s=settings.time_limit_s,
-        grace_s=GRACE_S,
-        stdout_path=layout.logs / "stdout.log",
-        stderr_path=layout.logs / "stderr.log",
-        limits=settings.limits,
-        ro_paths=(*project_paths(), settings.data_dir),
-        masked_paths=held_out_paths(),
-        devices=gpu_devices(slot),
-        isolation=settings.isolation,
-    )
+    return _spec(command, layout.work, env, settings.time_limit_s, layout.logs / "stdout.log",
+                 layout.logs / "stderr.log", slot, settings, settings.data_dir)
 
 
 def plan_evaluation(layout: Layout, model_names: Sequence[str], slot: Slot, settings: SessionSettings, images: Path,
                     time_limit_s: float = 300.0) -> SandboxSpec:
     """The sandboxed evaluation of the exported models: it gets the models and the test images, never the labels."""
     eval_dir = layout.evaluation
-    return SandboxSpec(
-        command=(sys.executable, "-m", "grader.evalchild", str(images), str(eval_dir / EVAL_REPORT),
-                 *(str(eval_dir / name) for name in model_names)),
-        workdir=eval_dir,
-        env=base_env(eval_dir, slot, settings),
-        time_limit_s=time_limit_s,
-        stdout_path=layout.logs / "eval.stdout.log",
-        stderr_path=layout.logs / "eval.stderr.log",
-        limits=settings.limits,
-        ro_paths=(*project_paths(), images.parent),
-        masked_paths=held_out_paths(),
-        devices=gpu_devices(slot),
-        isolation=settings.isolation,
-    )
+    command = [sys.executable, "-m", "grader.evalchild", str(images), str(eval_dir / EVAL_REPORT),
+               *(str(eval_dir / name) for name in model_names)]
+    return _spec(command, eval_dir, base_env(eval_dir, slot, settings), time_limit_s,
+                 layout.logs / "eval.stdout.log", layout.logs / "eval.stderr.log", slot, settings, images.parent)
+
+
+def _spec(command: Sequence[str], workdir: Path, env: Mapping[str, str], time_limit_s: float, stdout: Path,
+          stderr: Path, slot: Slot, settings: SessionSettings, readable: Path) -> SandboxSpec:
+    """What every session shares: the limits, the project sources and one data folder read-only, held-out data hidden."""
+    return SandboxSpec(command=tuple(command), workdir=workdir, env=env, time_limit_s=time_limit_s, grace_s=GRACE_S,
+                       stdout_path=stdout, stderr_path=stderr, limits=settings.limits,
+                       ro_paths=(*project_paths(), readable), masked_paths=held_out_paths(),
+                       devices=gpu_devices(slot), isolation=settings.isolation)
 
 
 def gpu_devices(slot: Slot) -> tuple[str, ...]:

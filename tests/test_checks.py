@@ -499,7 +499,7 @@ def _mutate(doc: Any, data: st.DataObject) -> Any:
     return [*doc[:index], _mutate(doc[index], data), *doc[index + 1:]]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), native=st.booleans())
 def test_no_malformed_output_dir_makes_a_check_raise(data: st.DataObject, native: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
