@@ -636,12 +636,15 @@ def _answer(ev: Evidence, key: str) -> tuple[Any, Verdict | None]:
 
 @judge("runtime")
 def judge_runtime(params: Mapping[str, Any], ev: Evidence) -> Verdict:
-    """The run completed inside its time box; a time-out or crash earns the rubric's fraction (0 by default)."""
+    """The run completed inside its time box having trained something; a time-out or crash earns the rubric's fraction."""
     status, message = ev.run_status, ev.run_message
     if status is None:
         return Verdict(0.0, "not run by the grader, so there is no time box to judge", skipped=True)
     if status == "completed":
         detail = f" ({message})" if message and message != "ran to the end" else ""
+        if not any(t.completed for t in ev.trials):
+            return Verdict(0.0, _say([f"ran to the end{detail} but recorded no completed trial"],
+                                     "implement the searches so each finished trial is written to trials.jsonl"))
         return Verdict(1.0, f"ran to the end inside the time box{detail}")
     if status == "timed_out":
         return Verdict(float(params.get("timed_out_fraction", 0.0)),

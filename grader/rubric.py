@@ -73,10 +73,14 @@ def load_rubric(path: str | Path) -> Rubric:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise RubricError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise RubricError(path, [f"byte {exc.start}: not UTF-8 text"]) from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RubricError(path, [f"line {exc.lineno} column {exc.colno}: not JSON: {exc.msg}"]) from None
+    except RecursionError:
+        raise RubricError(path, ["nested too deeply to be a rubric"]) from None
     problems = rubric_problems(doc)
     if problems:
         raise RubricError(path, problems)

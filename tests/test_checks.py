@@ -440,7 +440,14 @@ def test_an_unanswered_question_says_where_to_answer_it() -> None:
     (None, "", (0.0, "skipped", "not run by the grader, so there is no time box to judge")),
 ])
 def test_runtime_judges_the_run_status(status: str | None, message: str, result: tuple[float, str, str]) -> None:
-    assert verdict(judged("runtime", {}, evidence(run_status=status, run_message=message))) == result
+    ran = evidence(trial("grid", "0"), run_status=status, run_message=message)
+    assert verdict(judged("runtime", {}, ran)) == result
+
+
+def test_a_run_that_completed_without_training_anything_earns_no_runtime_points() -> None:
+    assert verdict(judged("runtime", {}, evidence(run_status="completed", run_message=RAN))) == (
+        0.0, "fail", "ran to the end but recorded no completed trial — implement the searches so each finished "
+                     "trial is written to trials.jsonl")
 
 
 def test_a_timed_out_run_earns_the_rubrics_fraction() -> None:
@@ -470,7 +477,7 @@ def test_a_judge_that_raises_becomes_an_error_result_and_the_others_still_run(mo
 
 
 def test_score_adds_up_points_and_check_results_keep_the_rubrics_titles_and_visibility() -> None:
-    results = run_checks(FULL, evidence(spaces={}, run_status="completed", run_message=RAN))
+    results = run_checks(FULL, evidence(trial("grid", "0"), spaces={}, run_status="completed", run_message=RAN))
     assert score(results) == Score(6.0, 100.0)
     hidden = next(c for c in results if c.id == "answer-ranking")
     assert (hidden.visibility, hidden.title, hidden.kind, hidden.max_points) == (
