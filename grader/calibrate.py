@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import platform
@@ -26,11 +25,11 @@ class CalibrationError(RuntimeError):
 
 
 def reference_dir() -> Path:
-    """The installed reference solution's folder."""
-    spec = importlib.util.find_spec("reference")
-    if spec is None or not spec.submodule_search_locations:
-        raise CalibrationError("the reference package is not installed here (pip install -e . in the project)")
-    return Path(list(spec.submodule_search_locations)[0])
+    """The reference solution's folder in this project checkout (it is never part of the installed package)."""
+    folder = Path(__file__).resolve().parents[1] / "reference"
+    if not (folder / "tuning.py").is_file():
+        raise CalibrationError(f"no reference solution at {folder}: run calibrate from the project's checkout")
+    return folder
 
 
 def hardware() -> dict[str, Any]:

@@ -74,13 +74,27 @@ def write_answers(out: Path, answers: Mapping[str, Any]) -> Path:
 
 
 def merge_answers(derived: Mapping[str, Any], own: Path) -> dict[str, Any]:
-    """The derived answers, with every answer the student wrote in `own` (an answers.yaml) taking precedence."""
-    merged = dict(derived)
-    if own.is_file():
-        written = yaml.safe_load(own.read_text("utf-8")) or {}
-        if not isinstance(written, dict):
-            raise ValueError(f"{own}: expected question: answer pairs, found {type(written).__name__}")
-        merged.update({k: v for k, v in written.items() if v not in (None, "") and k != "contract_version"})
+    """The derived answers, with every answer the student wrote in `own` (an answers.yaml) taking precedence.
+
+    Blank answers (null or empty) leave the derived ones in place, also inside nested answers
+    such as best_val_accuracy: {grid: ..., random: ...}.
+    """
+    if not own.is_file():
+        return dict(derived)
+    written = yaml.safe_load(own.read_text("utf-8")) or {}
+    if not isinstance(written, dict):
+        raise ValueError(f"{own}: expected question: answer pairs, found {type(written).__name__}")
+    written.pop("contract_version", None)
+    return _overlay(derived, written)
+
+
+def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _overlay(merged[key], value)
+        elif value not in (None, "", [], {}):
+            merged[key] = value
     return merged
 
 
