@@ -56,8 +56,10 @@ def grade_submission(job: Job, slot: Slot) -> Result:
     layout = job.layout
     _reset(layout)
 
-    def finish(status: str, message: str, **fields: object) -> Result:
-        evaluations = tuple(fields.get("evaluations", ()))  # type: ignore[arg-type]
+    def finish(status: str, message: str, *, exit_code: int | None = None, signal: int | None = None,
+               entry_point: str | None = None, run_s: float = 0.0, evaluation_s: float = 0.0,
+               isolation: Isolation | None = None, artifacts: tuple[Artifact, ...] = (),
+               evaluations: tuple[ModelEvaluation, ...] = ()) -> Result:
         notebook = layout.root / "notebook.executed.ipynb"
         evidence = gather(layout.outputs, aliases=job.rubric.aliases, run_status=status, run_message=message,
                           evaluations=evaluations, notebook=notebook if notebook.is_file() else None)
@@ -71,15 +73,14 @@ def grade_submission(job: Job, slot: Slot) -> Result:
             profile=job.settings.profile,
             status=status,  # type: ignore[arg-type]
             message=message,
-            exit_code=fields.get("exit_code"),  # type: ignore[arg-type]
-            signal=fields.get("signal"),  # type: ignore[arg-type]
-            entry_point=fields.get("entry_point"),  # type: ignore[arg-type]
-            timings=Timings(round(queued_s, 3), round(float(fields.get("run_s", 0.0)), 3),  # type: ignore[arg-type]
-                            round(float(fields.get("evaluation_s", 0.0)), 3), started_at, _now()),  # type: ignore[arg-type]
+            exit_code=exit_code,
+            signal=signal,
+            entry_point=entry_point,
+            timings=Timings(round(queued_s, 3), round(run_s, 3), round(evaluation_s, 3), started_at, _now()),
             slot=slot,
-            isolation=fields.get("isolation"),  # type: ignore[arg-type]
+            isolation=isolation,
             packages=dict(job.packages),
-            artifacts=tuple(fields.get("artifacts", ())),  # type: ignore[arg-type]
+            artifacts=artifacts,
             evaluations=evaluations,
             logs=_log_paths(layout),
             checks=checks,
