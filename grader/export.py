@@ -30,7 +30,7 @@ from typing import Any, Literal, TextIO
 
 from grader.feedback import visible_checks
 from grader.jsonio import write_json_atomic
-from grader.result import RESULT_FILE, CheckResult, Result, read_result
+from grader.result import RESULT_FILE, CheckResult, Result, read_result, read_results
 
 Format = Literal["gradescope", "classroom"]
 FORMATS: tuple[str, ...] = ("gradescope", "classroom")
@@ -233,17 +233,7 @@ def _results(root: Path, student: str | None) -> tuple[list[tuple[str, Result]],
         if result is None:
             raise ExportError(f"no result for student '{student}' in '{root}'")
         return [(student, result)], []
-    results: list[tuple[str, Result]] = []
-    problems: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            result = read_result(folder / RESULT_FILE)
-        except ValueError as exc:
-            problems.append(str(exc))
-            continue
-        if result is not None:
-            results.append((folder.name, result))
-    return results, problems
+    return read_results(root)
 
 
 def _target(root: Path, dest: Path | None, student: str | None, folder: str, subdir: str, name: str) -> Path:

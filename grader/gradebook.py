@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from grader.jsonio import write_bytes_atomic, write_text_atomic
-from grader.result import RESULT_FILE, Result, read_result
+from grader.result import Result, read_results
 
 CSV_FILE = "grades.csv"
 PARQUET_FILE = "grades.parquet"
@@ -91,18 +91,8 @@ def rebuild_gradebook(out_dir: str | os.PathLike[str]) -> Gradebook:
     root = Path(out_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"results folder '{root}' does not exist")
-    results: list[Result] = []
-    skipped: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            result = read_result(folder / RESULT_FILE)
-        except ValueError as exc:
-            skipped.append(str(exc))
-            continue
-        if result is not None:
-            results.append(result)
-
-    frame = gradebook_frame(results)
+    found, skipped = read_results(root)
+    frame = gradebook_frame([result for _, result in found])
     csv_path = root / CSV_FILE
     parquet_path = root / PARQUET_FILE
     write_text_atomic(csv_path, frame.to_csv(index=False, lineterminator="\n"))

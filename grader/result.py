@@ -283,6 +283,23 @@ def read_result(path: str | os.PathLike[str]) -> Result | None:
         raise ValueError(f"result file '{file}' is {exc}") from None
 
 
+def read_results(root: str | os.PathLike[str]) -> tuple[list[tuple[str, Result]], list[str]]:
+    """Every root/<folder>/result.json as (folder name, result), sorted by folder, and the one-line error of each
+    result file that could not be read. Hidden folders (the grader's own data) and folders without a result are skipped.
+    """
+    results: list[tuple[str, Result]] = []
+    problems: list[str] = []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            result = read_result(folder / RESULT_FILE)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        if result is not None:
+            results.append((folder.name, result))
+    return results, problems
+
+
 # ---------------------------------------------------------------- resume
 
 
