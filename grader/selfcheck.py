@@ -12,8 +12,6 @@ from rich.table import Table
 from grader import export, grade
 from grader.feedback import visible_checks
 from grader.result import Result, read_result
-from grader.rubric import load_rubric
-from grader.staging import discover
 
 CHECK_DIR = "grader-check"  # under the system temp dir: never inside the repository being graded
 
@@ -22,9 +20,9 @@ def grade_repo(path: Path, rubric: Path, *, time_limit: float | None, console: C
     """Grade the repository at path with the quick engine (CPU, one slot, always afresh); its result and folder."""
     path = path.resolve()
     out = Path(tempfile.gettempdir()) / CHECK_DIR / path.name
-    grade.main(submissions=[path], rubric=rubric, out=out, time_limit=time_limit, gpus="none", jobs=1, force=True,
-               console=console)
-    student = discover(path, entry_points=load_rubric(rubric).entry_points)[0].student_id
+    summary = grade.main(submissions=[path], rubric=rubric, out=out, time_limit=time_limit, gpus="none", jobs=1,
+                         force=True, console=console)
+    student = summary.graded[0]
     result = read_result(out / student / "result.json")
     assert result is not None
     return result, out / student
