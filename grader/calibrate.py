@@ -18,9 +18,10 @@ from grader.jsonio import write_text_atomic
 from grader.result import Result, read_result
 from grader.rubric import load_rubric, rubric_problems
 from grader.scheduler import detect_gpus
+from grader.errors import GraderError
 
 
-class CalibrationError(RuntimeError):
+class CalibrationError(GraderError, RuntimeError):
     """The reference did not give figures to calibrate with (it crashed, timed out, or a model failed to evaluate)."""
 
 

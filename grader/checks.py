@@ -20,6 +20,7 @@ from typing import Any
 from grader import contract
 from grader.evidence import Evidence, Trial
 from grader.jsonio import finite_number
+from grader.parse import one_line, show_int, show_value
 from grader.result import CheckResult, Score
 from grader.rubric import Check, Rubric
 from tunekit import analysis
@@ -85,9 +86,7 @@ def score(checks: Iterable[CheckResult]) -> Score:
 
 
 def _result(check: Check, fraction: float, status: str, message: str, suspect: bool = False) -> CheckResult:
-    line = " ".join(message.split())
-    if len(line) > MAX_MESSAGE_CHARS:
-        line = line[:MAX_MESSAGE_CHARS - 3] + "..."
+    line = one_line(message, MAX_MESSAGE_CHARS)  # control characters a submission wrote are escaped
     earned = check.points if fraction >= 1.0 else min(check.points, round(check.points * fraction, 2))
     return CheckResult(id=check.id, title=check.title, kind=check.kind, points=earned,
                        max_points=check.points, status=status, visibility=check.visibility,  # type: ignore[arg-type]
@@ -301,7 +300,7 @@ def judge_random_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
     if outside:
         first = outside[0]
         found.append(f"{len(outside)} of {len(done)} completed trials lie outside the declared ranges (first: trial "
-                     f"{first.trial_id}, {first.source}: {', '.join(first.outside)})")
+                     f"{one_line(first.trial_id, 40)}, {first.source}: {', '.join(first.outside)})")
     actions = [f"run at least {need} {search} trials sampled from your declared ranges"]
     if unsampled and len(inside) >= 2:  # with fewer trials the count already says what is wrong
         found += unsampled
@@ -692,27 +691,34 @@ def _and(items: Sequence[str]) -> str:
 
 
 def _key(value: Any) -> Any:
-    """A hyperparameter value made comparable: numbers to 9 significant digits (0.1 + 0.2 == 0.3, 32 == 32.0)."""
+    """A hyperparameter value made comparable: numbers to 9 significant digits (0.1 + 0.2 == 0.3, 32 == 32.0).
+
+    An integer too large for a float (grader.parse refuses those, so only a hand-built
+    Evidence holds one) is compared as it is.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        return value
     return float(f"{value:.9g}") if finite_number(value) else value
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A value for a message: floats as %g, anything else by grader.parse.show_value (cut short, never raising)."""
+    return f"{value:g}" if isinstance(value, float) else show_value(value)
 
 
 def _fmt_number(value: Any) -> str:
     """A number as a message shows it: ints as they are, floats to 4 significant decimals (0.947, 236.1)."""
-    if isinstance(value, bool) or not finite_number(value):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return show_int(value)
+    if not isinstance(value, float) or not math.isfinite(value):
+        return show_value(value)
     text = f"{value:.4g}" if abs(value) >= 1 else f"{value:.4f}".rstrip("0").rstrip(".")
     return text or "0"
 
 
 def _quote(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A submitted value quoted as Python writes it, at most 60 characters, whatever its size."""
+    return show_value(value, 60)
 
 
 def _s(n: int) -> str:

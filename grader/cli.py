@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
 from grader import __version__
 
-EXIT_USAGE = 2
+# Exit codes, the same for every verb (docs/grading.md):
+EXIT_OK = 0
+EXIT_FAILED = 1  # the verb ran and says no: a check failed, a template is stale, a self-check did not pass
+EXIT_USAGE = 2  # a problem the user can fix (GraderError): bad rubric, missing folder, no sandbox
+EXIT_SANDBOX_ERRORS = 3  # `grade`: every submission has a result, but some ended in sandbox_error (re-run retries them)
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM: results written so far are kept
 
 
 def _datetime(text: str) -> datetime:
@@ -80,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         summary = grade.main(submissions=args.submissions, rubric=args.rubric, out=args.out, profile=args.profile,
                              time_limit=args.time_limit, gpus=args.gpus, per_gpu=args.per_gpu, jobs=args.jobs,
                              force=args.force, require_sandbox=args.require_sandbox, backend=args.backend)
-        return 0 if summary is not None else 1
+        return summary.exit_code
     if args.verb == "calibrate":
         from grader import calibrate
 
@@ -127,26 +134,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, dispatch, and turn the errors a user can fix into one line and exit code 2."""
-    from grader.calibrate import CalibrationError
-    from grader.export import ExportError
-    from grader.rubric import RubricError
-    from grader.sandbox import SandboxUnavailableError
-    from grader.scheduler import SlotError
-    from grader.staging import DuplicateStudentError
-    from grader.template import TemplateError
+    """Parse, dispatch, and turn the errors a user can fix into one line and exit code 2 (the one error boundary)."""
+    from grader.errors import GraderError
+    from grader.text import terminal_text
     from tunekit.data import CorruptDatasetError, DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return run(args)
-    except (CalibrationError, ExportError, RubricError, SandboxUnavailableError, SlotError, DuplicateStudentError, DatasetNotFoundError,
-            CorruptDatasetError, TemplateError, FileNotFoundError) as exc:
-        print(f"grader: error: {exc}", file=sys.stderr)
+    except (GraderError, DatasetNotFoundError, CorruptDatasetError, FileNotFoundError) as exc:
+        print(f"grader: error: {terminal_text(str(exc), 2000)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("grader: interrupted; results written so far are kept, re-run to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops a verb the way Ctrl-C does: sandboxes killed, results written so far kept."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -11,41 +11,48 @@ are applied everywhere before anything is validated or judged.
 
 Nothing here raises for what a submission wrote: every problem becomes a
 `grader.validate.Violation` naming its file and line (or JSON path), and whatever
-is still usable is kept. Files are validated by `grader.validate`'s own checkers; when
-aliases changed a file's content, the checker reads a private copy of the renamed
-content, so its messages describe what the grader actually uses.
+is still usable is kept. Each file is read once (never through a symbolic link, never
+a FIFO or device) and parsed within grader.parse's bounds; `grader.validate`'s bytes and
+document entry points check what was read. When aliases changed a file's content, the
+checker is given the renamed content, so its messages describe what the grader uses.
+Every value of a submission's quoted in a message is cut short (grader.parse.show_value).
 """
 
 from __future__ import annotations
 
 import ast
 import csv
-import io
 import json
 import math
 import os
 import re
-import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from grader import contract
 from grader.jsonio import finite_number
+from grader.parse import BoundedParseError, check_value, load_json, one_line, show_value
 from grader.result import ModelEvaluation
 from grader.validate import (
+    MAX_CSV_COLUMNS,
     MAX_TEXT_BYTES,
+    MAX_YAML_BYTES,
     PNG_SIGNATURE,
+    FileProblem,
     Violation,
-    check_answers,
-    check_comparison,
+    check_answers_bytes,
+    check_answers_doc,
+    check_comparison_bytes,
     check_keras_archive,
-    check_search_spaces,
-    read_trials,
+    check_search_spaces_bytes,
+    check_search_spaces_doc,
+    comparison_rows,
+    load_answers,
+    read_regular,
+    read_trials_bytes,
 )
 from tunekit.spaces import GridSpace, RandomSpace, Range
 
@@ -90,7 +97,11 @@ class Trial:
         return f"{self.file} line {self.line}" if self.line is not None else self.file
 
     def as_record(self) -> dict[str, Any]:
-        """The trial in trials.jsonl's shape, as tunekit.analysis reads it."""
+        """The trial in trials.jsonl's shape, as tunekit.analysis and the feedback's plots read it.
+
+        search, trial_id, status and val_accuracy are always there (a plot needs no more);
+        hyperparameters use the canonical names, whichever source the trial was read from.
+        """
         return {
             "search": self.search,
             "trial_id": self.trial_id,
@@ -208,12 +219,13 @@ def gather(
     trials, outside_problems = _mark_outside(trials, spaces)
     problems += outside_problems
 
-    comparison, comparison_problems = _comparison(root, {t.search for t in trials} if source == contract.TRIALS_FILE else None)
+    comparison, comparison_problems, comparison_status = _comparison(
+        root, {t.search for t in trials} if source == contract.TRIALS_FILE else None)
     problems += comparison_problems
     answers, answers_source, answer_problems = _answers(root, names, Path(notebook) if notebook else None)
     problems += answer_problems
 
-    statuses = _file_statuses(root, files, problems, trials, comparison, answers, answers_source)
+    statuses = _file_statuses(root, files, problems, trials, comparison_status, answers, answers_source)
     return Evidence(
         output_dir=root,
         run_status=run_status,
@@ -268,7 +280,7 @@ def _walk(root: Path) -> tuple[list[str], list[Path], list[Violation]]:
 
 
 def _file_statuses(root: Path, files: Sequence[str], problems: Sequence[Violation], trials: Sequence[Trial],
-                   comparison: Mapping[str, Mapping[str, str]] | None, answers: Mapping[str, Any] | None,
+                   comparison_status: str | None, answers: Mapping[str, Any] | None,
                    answers_source: str | None) -> dict[str, str | None]:
     """Each file -> None when it is what its name claims, else why not (one line)."""
     out: dict[str, str | None] = {}
@@ -282,7 +294,7 @@ def _file_statuses(root: Path, files: Sequence[str], problems: Sequence[Violatio
             mine = [t for t in trials if t.file == rel]
             out[rel] = None if mine else (_first(problems, rel) or "holds no usable trial")
         elif rel == contract.COMPARISON_FILE:
-            out[rel] = _comparison_status(root / rel) if comparison is not None else (_first(problems, rel) or "not readable")
+            out[rel] = comparison_status
         elif rel == contract.ANSWERS_FILE:
             out[rel] = None if answers is not None and answers_source == rel else (_first(problems, rel) or "not readable")
         elif rel.startswith(f"{contract.MODELS_DIR}/") and rel.endswith(".keras"):
@@ -294,18 +306,6 @@ def _file_statuses(root: Path, files: Sequence[str], problems: Sequence[Violatio
         else:
             out[rel] = None
     return out
-
-
-def _comparison_status(path: Path) -> str | None:
-    data, why = _read(path, MAX_TEXT_BYTES)
-    if data is None:
-        return why
-    try:
-        header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), [])
-    except (UnicodeDecodeError, csv.Error) as exc:
-        return f"not valid CSV: {exc}"
-    missing = [c for c in contract.COMPARISON_COLUMNS if c not in header]
-    return f"lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else None
 
 
 def png_problem(data: bytes) -> str | None:
@@ -371,12 +371,11 @@ def _declared_spaces(root: Path, aliases: Mapping[str, str]) -> tuple[dict[str, 
     if data is None:
         return {}, [Violation(contract.SEARCH_SPACES_FILE, "", why or "not readable")]
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
-        return {}, check_search_spaces(path)
+        doc = load_json(data, max_bytes=MAX_TEXT_BYTES)
+    except BoundedParseError:
+        return {}, check_search_spaces_bytes(data)
     renamed = _rename_space_doc(doc, aliases)
-    violations = check_search_spaces(path) if renamed == doc else _check_copy(
-        contract.SEARCH_SPACES_FILE, json.dumps(renamed, indent=2).encode(), check_search_spaces)
+    violations = check_search_spaces_doc(renamed)
     spaces: dict[str, Space] = {}
     for search in contract.SEARCHES:
         block = renamed.get(search) if isinstance(renamed, dict) else None
@@ -431,15 +430,13 @@ def _jsonl_trials(root: Path, aliases: Mapping[str, str]) -> tuple[list[Trial], 
     """The usable trials of trials.jsonl with their line numbers, its violations, and whether the file is there."""
     path = root / contract.TRIALS_FILE
     present = path.exists() or path.is_symlink()
-    data, _ = _read(path, MAX_TEXT_BYTES)
-    renamed = _rename_lines(data, aliases) if data is not None else None
-    if renamed is None:
-        records, violations = read_trials(path)
-    else:
-        records, violations = _check_copy(contract.TRIALS_FILE, renamed, read_trials)
-    lines = _kept_lines(data, violations, len(records))
+    data, why = _read(path, MAX_TEXT_BYTES)
+    if data is None:
+        return [], [Violation(contract.TRIALS_FILE, "", why or "not readable")], present
+    transform = (lambda record: _rename_hyperparameters(record, aliases)) if aliases else None
+    read = read_trials_bytes(data, contract.TRIALS_FILE, transform=transform)
     trials = []
-    for record, line in zip(records, lines):
+    for record, line in zip(read.records, read.lines):
         trials.append(Trial(
             search=record["search"],
             trial_id=record["trial_id"],
@@ -451,40 +448,16 @@ def _jsonl_trials(root: Path, aliases: Mapping[str, str]) -> tuple[list[Trial], 
             file=contract.TRIALS_FILE,
             line=line,
         ))
-    return trials, violations, present
+    return trials, list(read.violations), present
 
 
-def _rename_lines(data: bytes, aliases: Mapping[str, str]) -> bytes | None:
-    """data with alias hyperparameter names renamed, line for line; None when no line changes."""
-    if not aliases:
-        return None
-    out, changed = [], False
-    for chunk in data.split(b"\n"):
-        try:
-            record = json.loads(chunk) if chunk.strip() else None
-        except (ValueError, RecursionError):
-            record = None
-        if isinstance(record, dict) and isinstance(record.get("hyperparameters"), dict):
-            renamed = _rename_keys(record["hyperparameters"], aliases)
-            if renamed is not record["hyperparameters"]:
-                record["hyperparameters"] = renamed
-                out.append(json.dumps(record).encode())
-                changed = True
-                continue
-        out.append(chunk)
-    return b"\n".join(out) if changed else None
-
-
-_LINE = re.compile(r"line (\d+)\b")
-
-
-def _kept_lines(data: bytes | None, violations: Sequence[Violation], count: int) -> list[int | None]:
-    """The line numbers of the trials read_trials kept: the non-blank lines without a violation."""
-    if data is None:
-        return [None] * count
-    bad = {int(m.group(1)) for v in violations if (m := _LINE.match(v.where))}
-    kept = [i + 1 for i, chunk in enumerate(data.split(b"\n")) if chunk.strip() and i + 1 not in bad]
-    return kept if len(kept) == count else [None] * count
+def _rename_hyperparameters(record: dict[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
+    """A trials.jsonl record with alias hyperparameter names renamed (the same record when none is an alias)."""
+    hps = record.get("hyperparameters")
+    if not isinstance(hps, dict):
+        return record
+    renamed = _rename_keys(hps, aliases)
+    return record if renamed is hps else {**record, "hyperparameters": renamed}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -728,23 +701,33 @@ def same_value(a: Any, b: Any) -> bool:
 
 
 def _comparison(root: Path, trial_searches: set[str] | None
-                ) -> tuple[dict[str, dict[str, str]] | None, list[Violation]]:
-    """The first row of each search in comparison.csv (None when it cannot be read), and its violations."""
-    path = root / contract.COMPARISON_FILE
-    problems = check_comparison(path, trial_searches)
-    data, _ = _read(path, MAX_TEXT_BYTES)
+                ) -> tuple[dict[str, dict[str, str]] | None, list[Violation], str | None]:
+    """The first row of each search in comparison.csv (None when it cannot be read), its violations, and its status.
+
+    The status is None when the file has every contract column, else why it is not a comparison table.
+    """
+    name = contract.COMPARISON_FILE
+    data, why = _read(root / name, MAX_TEXT_BYTES)
     if data is None:
-        return None, problems
+        problems = [Violation(name, "", why or "not readable")]
+        return None, problems, _first(problems, name) or "not readable"
+    problems = check_comparison_bytes(data, trial_searches)
     try:
-        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
-    except (UnicodeDecodeError, csv.Error):
-        return None, problems
+        rows = comparison_rows(data)
+    except FileProblem:
+        return None, problems, _first(problems, name) or "not readable"
+    except csv.Error as exc:
+        return None, problems, f"not valid CSV: {one_line(str(exc), 200)}"
+    header = rows[0][1][:MAX_CSV_COLUMNS] if rows else []
     out: dict[str, dict[str, str]] = {}
-    for row in rows:
+    for _, cells in rows[1:]:
+        row = dict(zip(header, cells))
         search = row.get("search")
-        if isinstance(search, str) and search not in out:
-            out[search] = {k: v for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}
-    return out, problems
+        if search is not None and search not in out:
+            out[search] = row
+    missing = [c for c in contract.COMPARISON_COLUMNS if c not in header]
+    status = f"lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else None
+    return out, problems, status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -754,17 +737,21 @@ def _comparison(root: Path, trial_searches: set[str] | None
 def _answers(root: Path, aliases: Mapping[str, str], notebook: Path | None
              ) -> tuple[dict[str, Any] | None, str | None, list[Violation]]:
     """The answers (aliases applied), where they were read, and their violations."""
-    path = root / contract.ANSWERS_FILE
+    name = contract.ANSWERS_FILE
+    path = root / name
     if not (path.exists() or path.is_symlink()) and notebook is not None:
         return notebook_answers(notebook, aliases)
-    data, _ = _read(path, MAX_TEXT_BYTES)
-    doc = _load_yaml(data)
+    data, why = _read(path, MAX_YAML_BYTES)
+    if data is None:
+        return None, None, [Violation(name, "", why or "not readable")]
+    try:
+        doc = load_answers(data)
+    except BoundedParseError as exc:
+        return None, None, [Violation(name, exc.where, exc.message)]
     if not isinstance(doc, dict):
-        return None, None, check_answers(path)
+        return None, None, check_answers_doc(doc) if doc is not None else [Violation(name, "", "file is empty")]
     renamed = _rename_answers(doc, aliases)
-    if renamed == doc:
-        return renamed, contract.ANSWERS_FILE, check_answers(path)
-    return renamed, contract.ANSWERS_FILE, _check_copy(contract.ANSWERS_FILE, _dump_yaml(renamed), check_answers)
+    return renamed, name, check_answers_doc(renamed)
 
 
 def notebook_answers(notebook: Path, aliases: Mapping[str, str] | None = None
@@ -779,10 +766,11 @@ def notebook_answers(notebook: Path, aliases: Mapping[str, str] | None = None
     data, why = _read(notebook, MAX_NOTEBOOK_BYTES)
     if data is None:
         return None, None, [Violation(name, "", why or "not readable")]
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
-        return None, None, [Violation(name, "", "not a notebook: not valid JSON")]
+    try:  # only cell sources are used: outputs may nest deeper and hold longer integers than answers may
+        doc = load_json(data, max_bytes=MAX_NOTEBOOK_BYTES, max_int_digits=1000, max_depth=10_000)
+    except BoundedParseError as exc:
+        return None, None, [Violation(name, "", "not a notebook: " + (
+            "not valid JSON" if exc.message.startswith(("not valid JSON", "not UTF-8")) else exc.message))]
     cells = doc.get("cells") if isinstance(doc, dict) else None
     if not isinstance(cells, list):
         return None, None, [Violation(name, "", "not a notebook: it has no cells")]
@@ -797,7 +785,8 @@ def notebook_answers(notebook: Path, aliases: Mapping[str, str] | None = None
         problems.append(Violation(name, f"cell {tagged[1]}", f"a second cell tagged {ANSWERS_TAG}; only cell {index} is read"))
     cell = cells[index]
     source = cell.get("source", "")
-    text = "".join(s for s in source if isinstance(s, str)) if isinstance(source, list) else str(source)
+    text = "".join(s for s in source if isinstance(s, str)) if isinstance(source, list) else (
+        source if isinstance(source, str) else "")
     if cell.get("cell_type") == "code":
         answers, why = _literal_answers(text)
         if answers is None:
@@ -805,13 +794,16 @@ def notebook_answers(notebook: Path, aliases: Mapping[str, str] | None = None
     else:
         fenced = re.search(r"```[ \t]*(?:ya?ml)?[ \t]*\n(.*?)```", text, re.DOTALL | re.IGNORECASE)
         text = fenced.group(1) if fenced else text
-        answers = _load_yaml(text.encode("utf-8"))
+        try:
+            answers = load_answers(text)
+        except BoundedParseError:
+            answers = None
         if not isinstance(answers, dict):
-            found = _check_copy(contract.ANSWERS_FILE, text.encode("utf-8"), check_answers)
+            found = check_answers_bytes(text.encode("utf-8")) if answers is None else check_answers_doc(answers)
             found = found or [Violation(contract.ANSWERS_FILE, "", "expected question: answer pairs")]
             return None, None, problems + [Violation(name, f"{where}: {v.where}".rstrip(": "), v.message) for v in found]
     renamed = _rename_answers({"contract_version": contract.CONTRACT_VERSION, **answers}, aliases)
-    found = _check_copy(contract.ANSWERS_FILE, _dump_yaml(renamed), check_answers)
+    found = check_answers_doc(renamed)
     problems += [Violation(name, f"{where}: {v.where}".rstrip(": "), v.message) for v in found]
     return renamed, f"{name} {where}", problems
 
@@ -835,6 +827,10 @@ def _literal_answers(text: str) -> tuple[dict[str, Any] | None, str]:
         return None, f"{ANSWERS_VARIABLE} must be a literal dict (plain strings, numbers, lists), not computed"
     if not isinstance(answers, dict):
         return None, f"{ANSWERS_VARIABLE} must be a dict of question: answer, got {type(answers).__name__}"
+    try:
+        check_value(answers)
+    except BoundedParseError as exc:
+        return None, f"{ANSWERS_VARIABLE} holds {exc.message}"
     return {str(k): v for k, v in answers.items()}, ""
 
 
@@ -867,59 +863,23 @@ def canonical_name(value: str, aliases: Mapping[str, str] | None = None) -> str:
 
 def _read(path: Path, limit: int) -> tuple[bytes | None, str | None]:
     """The bytes of a regular file no larger than limit, or None and why not (a symlink is never followed)."""
-    if path.is_symlink():
-        return None, "is a symbolic link, not a regular file"
-    if not path.exists():
-        return None, "file is missing"
-    if not path.is_file():
-        return None, "not a regular file"
     try:
-        size = path.stat().st_size
-        if size > limit:
-            return None, f"file is too large ({size / 2**20:.1f} MiB; the limit is {limit // 2**20} MiB)"
-        return path.read_bytes(), None
-    except OSError as exc:
-        return None, f"cannot be read: {exc.strerror or exc}"
+        return read_regular(path, limit), None
+    except FileProblem as exc:
+        return None, str(exc)
 
 
 def _read_json(path: Path) -> tuple[Any, str | None]:
+    """The JSON value of a file read within grader.parse's bounds, or None and why not."""
     data, why = _read(path, MAX_TEXT_BYTES)
     if data is None:
         return None, why
     try:
-        return json.loads(data), None
-    except ValueError as exc:
-        return None, f"not valid JSON: {str(exc).splitlines()[0][:200]}"
-    except RecursionError:
-        return None, "nested too deeply to read"
-
-
-def _load_yaml(data: bytes | None) -> Any:
-    """The YAML document in data, or None when it is unreadable or uses aliases (check_answers says why)."""
-    if data is None:
-        return None
-    try:
-        text = data.decode("utf-8")
-        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
-            return None
-        return yaml.safe_load(text)
-    except (UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError):
-        return None
-
-
-def _dump_yaml(doc: Mapping[str, Any]) -> bytes:
-    try:
-        return yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True).encode("utf-8")
-    except yaml.YAMLError:
-        return json.dumps(doc, default=str).encode("utf-8")
-
-
-def _check_copy(name: str, content: bytes, checker: Callable[[Path], Any]) -> Any:
-    """Run one of grader.validate's file checkers on content (what the grader uses) via a private copy named name."""
-    with tempfile.TemporaryDirectory(prefix="grader-evidence-") as tmp:
-        copy = Path(tmp) / name
-        copy.write_bytes(content)
-        return checker(copy)
+        return load_json(data, max_bytes=MAX_TEXT_BYTES), None
+    except BoundedParseError as exc:
+        if exc.line is not None:
+            return None, f"{exc.message}: line {exc.line} column {exc.column} (char {exc.pos})"
+        return None, exc.message
 
 
 def _first(problems: Sequence[Violation], file: str) -> str | None:
@@ -940,9 +900,16 @@ def _unique(problems: Iterable[Violation]) -> list[Violation]:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A hyperparameter value for a message: floats as %g, anything else by grader.parse.show_value (cut short)."""
+    return f"{value:g}" if isinstance(value, float) else show_value(value)
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (str, bool)) or value is None else _fmt(value)
+    """A value for a message in JSON's spelling (true, null, "text"), at most 40 characters."""
+    if isinstance(value, str):
+        text = json.dumps(value[:41])
+    elif isinstance(value, bool) or value is None:
+        text = json.dumps(value)
+    else:
+        text = _fmt(value)
     return text if len(text) <= 40 else text[:37] + "..."

@@ -15,6 +15,16 @@ file named by ``$GITHUB_OUTPUT``. Students see it, so hidden checks are left out
 and after-due-date ones until the due date (as in the student's feedback). The points the
 reporter sends to Classroom are the sum of the tests' ``score`` over ``max_score``.
 See docs/feedback-and-exports.md.
+
+Student text in the exports. Both formats are JSON written by ``json.dumps`` (quotes,
+control characters and non-ASCII escaped), so no byte of it can break the file. What a
+reader then does with the strings is guarded here: the Gradescope summary (Markdown) has
+the run's message escaped (:func:`markdown_text`), so a crash message cannot become a
+link, an image or HTML; the Classroom messages are printed by the reporter into a GitHub
+Actions log, so each is one line without terminal escapes or control characters and
+never starts with ``::`` (which the Actions runner would take as a workflow command).
+A folder of OUT whose name cannot be a student id (grader.staging.student_id_problem)
+is not exported, and is reported like an unreadable result.
 """
 
 from __future__ import annotations
@@ -31,6 +41,9 @@ from typing import Any, Literal, TextIO
 from grader.feedback import visible_checks
 from grader.jsonio import write_json_atomic
 from grader.result import RESULT_FILE, CheckResult, Result, read_result, read_results
+from grader.staging import student_id_problem
+from grader.text import display_name, one_line
+from grader.errors import GraderError
 
 Format = Literal["gradescope", "classroom"]
 FORMATS: tuple[str, ...] = ("gradescope", "classroom")
@@ -49,7 +62,7 @@ LEADERBOARD_SEARCHES = (("grid", "test accuracy (grid)"), ("random", "test accur
 GRADESCOPE_VISIBILITY = {"visible": "visible", "hidden": "hidden", "after_due_date": "after_due_date"}
 
 
-class ExportError(ValueError):
+class ExportError(GraderError, ValueError):
     """An export that cannot be done as asked (unknown format or student, unreadable results); one line."""
 
 
@@ -100,7 +113,7 @@ def summary(result: Result) -> str:
 
     It names no check, so it says nothing about hidden ones.
     """
-    lines = [f"**Status:** {result.status}: {_one_line(result.message)}"]
+    lines = [f"**Status:** {result.status}: {markdown_text(one_line(result.message, MAX_MESSAGE_CHARS))}"]
     accuracies = [
         f"{e.search} {e.test_accuracy:.4f} ({e.n_test} images)" if e.test_accuracy is not None
         else f"{e.search} not evaluated"
@@ -134,7 +147,7 @@ def classroom_results(result: Result, *, now: datetime | None = None, due: datet
             "status": _classroom_status(c),
             "score": round(float(c.points), 6),
             "max_score": round(float(c.max_points), 6),
-            "message": _short(c.message),
+            "message": _log_line(c.message),
         }
         for c in checks
     ]
@@ -148,7 +161,7 @@ def classroom_results(result: Result, *, now: datetime | None = None, due: datet
         "version": CLASSROOM_VERSION,
         "status": status,
         "max_score": round(sum(float(c.max_points) for c in checks), 6),
-        "message": _short(f"{result.status}: {_one_line(result.message)}"),
+        "message": _log_line(f"{result.status}: {result.message}"),
         "tests": tests,
     }
 
@@ -224,8 +237,8 @@ def main(*, out: Path, format: Format, dest: Path | None = None, student: str | 
 def _results(root: Path, student: str | None) -> tuple[list[tuple[str, Result]], list[str]]:
     """The (folder name, result) pairs to export, one student's or every folder's, and why any result file failed."""
     if student is not None:
-        if not student or student in (".", "..") or "/" in student or "\\" in student:
-            raise ExportError(f"'{student}' is not a student id")
+        if student_id_problem(student) is not None:
+            raise ExportError(f"'{display_name(student)}' is not a student id")
         try:
             result = read_result(root / student / RESULT_FILE)
         except ValueError as exc:
@@ -233,7 +246,15 @@ def _results(root: Path, student: str | None) -> tuple[list[tuple[str, Result]],
         if result is None:
             raise ExportError(f"no result for student '{student}' in '{root}'")
         return [(student, result)], []
-    return read_results(root)
+    found, problems = read_results(root)
+    kept = []
+    for folder, result in found:
+        why = student_id_problem(folder)
+        if why is None:
+            kept.append((folder, result))
+        else:
+            problems.append(f"folder '{display_name(folder)}' was not exported: its name {why}")
+    return kept, problems
 
 
 def _target(root: Path, dest: Path | None, student: str | None, folder: str, subdir: str, name: str) -> Path:
@@ -260,9 +281,15 @@ def _name(check: CheckResult) -> str:
     return check.title or check.id
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+_MARKDOWN_SPECIAL = frozenset("\\`*_[]()<>!|~#&")
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "\u2026"
+def markdown_text(text: str) -> str:
+    """text shown literally by a Markdown renderer: its special characters backslash-escaped (``&`` as ``&amp;``)."""
+    return "".join("&amp;" if ch == "&" else f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in text)
+
+
+def _log_line(text: str) -> str:
+    """text as one line fit for a GitHub Actions log: no escapes or controls, not a workflow command, cut short."""
+    line = one_line(text, MAX_MESSAGE_CHARS)
+    return "> " + line if line.startswith("::") else line

@@ -5,9 +5,15 @@ Deciding what is shown is kept apart from drawing it:
 - ``visible_checks`` and ``shown_score`` are pure: which checks an audience sees
   (hidden ones never reach a student; ``after_due_date`` ones only once the due
   date has passed) and the score those checks add up to;
-- ``log_excerpt`` and ``trial_plots`` read the student's log and trials;
+- ``log_excerpt`` reads the end of the student's log; ``trial_plots`` draws the trial
+  records it is given (the grader passes ``[t.as_record() for t in evidence.trials]`` from
+  ``grader.evidence``, so trials read from trials.jsonl and from KerasTuner project folders
+  count alike; the submission's tree is never read again here);
+- ``notebook_link`` links the executed notebook's page only when it is the one the
+  grader rendered itself (``grader.nbhtml``), never a file the submission wrote;
 - ``render_markdown`` and ``render_html`` turn a ``Feedback`` into text, escaping
-  whatever came from the submission;
+  whatever came from the submission (and removing terminal escapes and control
+  characters from both, so a ``cat`` of either file cannot drive the terminal);
 - ``write_feedback`` does the rest: builds the ``Feedback`` and writes the files.
 
 The student's copy is ``OUT/<student>/feedback.md`` and ``feedback.html``; the
@@ -23,16 +29,17 @@ import html
 import io
 import os
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from grader.contract import SEARCHES, TRIALS_FILE
+from grader.contract import SEARCHES
 from grader.jsonio import write_bytes_atomic, write_text_atomic
+from grader.nbhtml import PAGE_CSP, is_rendered_page
 from grader.result import CheckResult, ModelEvaluation, Result, Score
+from grader.text import clean_line  # the one cleaner of untrusted lines; still importable from here
 
 Audience = Literal["student", "instructor"]
 AUDIENCES: tuple[str, ...] = ("student", "instructor")
@@ -41,7 +48,6 @@ PLOTS_DIR = "feedback_plots"
 NOTEBOOK_HTML = "notebook.html"
 LOG_LINES = 40  # lines of the log shown in the excerpt
 LOG_TAIL_BYTES = 64 * 1024  # only the end of a log is read: a flooded log can be gigabytes
-LOG_LINE_CHARS = 300  # longer log lines are cut
 LABEL_CHARS = 16  # trial ids on a plot's axis are cut to this
 LOGGED_STATUSES = ("crashed", "timed_out", "sandbox_error")
 
@@ -61,10 +67,9 @@ CHECK_STATUS_TEXT = {
     "skipped": "skipped",
 }
 WARN = "\u26a0"
+NO_TRIALS = "No plots: no trials were recorded (in trials.jsonl or a KerasTuner project folder)."
 
-
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+TUNER_SOURCE = "tuner"  # Evidence.trials_source for trials read from KerasTuner project folders
 
 
 @dataclass(frozen=True)
@@ -220,28 +225,20 @@ def log_excerpt(student_dir: Path, result: Result, audience: Audience, *, lines:
     return None
 
 
-def clean_line(line: str, limit: int = LOG_LINE_CHARS) -> str:
-    """line without ANSI escapes, control or bidirectional-override characters (tabs become spaces), cut to limit."""
-    line = _ANSI.sub("", line).replace("\t", "    ")
-    line = "".join(ch for ch in line if unicodedata.category(ch) != "Cc" and ch not in _BIDI)
-    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
+def trials_note(trials: Sequence[Mapping[str, Any]], trials_source: str | None) -> str | None:
+    """The line shown instead of plots when there are no trials (None when there are some).
 
-
-def load_trials(output_dir: Path | None) -> tuple[list[dict[str, Any]], str | None]:
-    """The valid trials of output_dir/trials.jsonl (grader.validate.read_trials), and a note when there are none.
-
-    The note tells a missing file apart from one whose every line was refused.
+    trials_source is ``Evidence.trials_source``: ``trials.jsonl``, ``tuner`` (KerasTuner
+    project folders) or None when the run left neither; it tells a run that recorded no
+    trials apart from one whose every recorded trial was refused.
     """
-    path = None if output_dir is None else Path(output_dir) / TRIALS_FILE
-    if path is None or not (path.exists() or path.is_symlink()):
-        return [], f"No plots: no trials were recorded in {TRIALS_FILE}."
-    from grader.validate import read_trials
-
-    trials, _ = read_trials(path)
-    if not trials:
-        return [], (f"No plots: {TRIALS_FILE} holds no valid trial (`grader validate-output` on your output "
-                    f"folder says why).")
-    return trials, None
+    if trials:
+        return None
+    if trials_source is None:
+        return NO_TRIALS
+    where = "the KerasTuner project folder" if trials_source == TUNER_SOURCE else clean_line(trials_source, 60)
+    return (f"No plots: {where} holds no valid trial (`grader validate-output` on your output "
+            f"folder says why).")
 
 
 def trial_plots(trials: Sequence[Mapping[str, Any]]) -> tuple[tuple[TrialPlot, ...], tuple[str, ...]]:
@@ -253,7 +250,7 @@ def trial_plots(trials: Sequence[Mapping[str, Any]]) -> tuple[tuple[TrialPlot, .
     from tunekit.analysis import best_trial, completed
 
     if not trials:
-        return (), (f"No plots: no trials were recorded in {TRIALS_FILE}.",)
+        return (), (NO_TRIALS,)
     by_search: dict[str, list[Mapping[str, Any]]] = {}
     for t in trials:
         by_search.setdefault(str(t.get("search")), []).append(t)
@@ -281,10 +278,14 @@ def trial_plots(trials: Sequence[Mapping[str, Any]]) -> tuple[tuple[TrialPlot, .
 
 
 def notebook_link(student_dir: Path, result: Result) -> str | None:
-    """The executed notebook's HTML, relative to the student's folder, when the grader kept one."""
-    relative = result.logs.get("html", NOTEBOOK_HTML)
-    path = _inside(student_dir, relative)
-    return relative if path is not None else None
+    """NOTEBOOK_HTML (relative to the student's folder) when the grader rendered it there with grader.nbhtml; else None.
+
+    Only that one name is ever linked, and only when it is a regular file (not a
+    symlink) that starts the way grader.nbhtml's pages start: an HTML file that nbconvert
+    or the submission wrote is not linked, whatever ``result.logs`` says.
+    """
+    path = _inside(student_dir, NOTEBOOK_HTML)
+    return NOTEBOOK_HTML if path is not None and is_rendered_page(path) else None
 
 
 # ---------------------------------------------------------------- rendering
@@ -393,8 +394,7 @@ def render_html(fb: Feedback) -> str:
         body.append("<h2>Run</h2><ul>" + "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in fb.run_facts) + "</ul>")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
-        "style-src 'unsafe-inline'\">\n"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{PAGE_CSP}\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         + "\n".join(body) + "\n</body>\n</html>\n"
@@ -404,11 +404,12 @@ def render_html(fb: Feedback) -> str:
 # ---------------------------------------------------------------- doing
 
 
-def build_feedback(student_dir: Path, result: Result, *, output_dir: Path | None, now: datetime | None,
-                   due: datetime | None, audience: Audience) -> Feedback:
-    """Decide what one copy of the feedback shows, reading the log and trials it needs (nothing is written)."""
+def build_feedback(student_dir: Path, result: Result, *, trials: Sequence[Mapping[str, Any]],
+                   trials_source: str | None, now: datetime | None, due: datetime | None,
+                   audience: Audience) -> Feedback:
+    """Decide what one copy of the feedback shows from the trial records given and the log (nothing is written)."""
     checks = visible_checks(result, audience, now, due)
-    trials, missing = load_trials(output_dir)
+    missing = trials_note(trials, trials_source)
     plots, notes = trial_plots(trials) if missing is None else ((), (missing,))
     return Feedback(
         student_id=result.student_id,
@@ -427,17 +428,19 @@ def build_feedback(student_dir: Path, result: Result, *, output_dir: Path | None
     )
 
 
-def write_feedback(student_dir: Path, result: Result, *, output_dir: Path | None, now: datetime | None = None,
-                   due: datetime | None = None, audience: Audience = "student") -> FeedbackFiles:
+def write_feedback(student_dir: Path, result: Result, *, trials: Sequence[Mapping[str, Any]] = (),
+                   trials_source: str | None = None, now: datetime | None = None, due: datetime | None = None,
+                   audience: Audience = "student") -> FeedbackFiles:
     """Write the audience's feedback.md / feedback.html (feedback.instructor.* for the instructor) and the plots.
 
-    ``output_dir`` is the submission's output dir (where its trials.jsonl is), or None
-    when it left none; ``now`` defaults to the current time; ``due`` None keeps
-    after_due_date checks from students.
+    ``trials`` are the run's trial records in trials.jsonl's shape (``[t.as_record() for t
+    in evidence.trials]``) and ``trials_source`` is ``evidence.trials_source``; nothing is
+    read from the submission's output dir. ``now`` defaults to the current time; ``due``
+    None keeps after_due_date checks from students.
     """
     _check_audience(audience)
     student_dir = Path(student_dir)
-    fb = build_feedback(student_dir, result, output_dir=output_dir,
+    fb = build_feedback(student_dir, result, trials=trials, trials_source=trials_source,
                         now=now if now is not None else datetime.now(timezone.utc), due=due, audience=audience)
     plots = []
     for plot in fb.plots:
@@ -446,8 +449,8 @@ def write_feedback(student_dir: Path, result: Result, *, output_dir: Path | None
         plots.append(target)
     stem = "feedback" if audience == "student" else "feedback.instructor"
     md, page = student_dir / f"{stem}.md", student_dir / f"{stem}.html"
-    write_text_atomic(md, render_markdown(fb))
-    write_text_atomic(page, render_html(fb))
+    write_text_atomic(md, _printable(render_markdown(fb)))
+    write_text_atomic(page, _printable(render_html(fb)))
     return FeedbackFiles(md=md, html=page, plots=tuple(plots))
 
 
@@ -563,6 +566,11 @@ def _longest_backtick_run(text: str) -> int:
 
 def _esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _printable(text: str) -> str:
+    """text with every line cleaned of terminal escapes, control and bidirectional characters (line breaks kept)."""
+    return "\n".join(clean_line(line, None) for line in text.split("\n"))
 
 
 def run_facts(result: Result) -> tuple[tuple[str, str], ...]:

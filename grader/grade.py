@@ -18,28 +18,39 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from grader import __version__
 from grader.feedback import write_feedback
-from grader.gradebook import rebuild_gradebook
+from grader.gradebook import LiveGradebook
 from grader.result import Result, Slot, Timings, needs_grading, read_result, write_result
 from grader.rubric import Rubric, load_rubric
-from grader.runner import Job, TestSplit, grade_submission
+from grader.runner import Graded, Job, TestSplit, grade_submission
 from grader.sandbox import SandboxUnavailableError, bwrap_usable
 from grader.scheduler import Executor, LocalExecutor, plan_slots, threads_per_slot
-from grader.session import Layout, SessionSettings, limits_from_rubric
+from grader.session import DEFAULT_EVAL_TIME_LIMIT_S, Layout, SessionSettings, limits_from_rubric
 from grader.staging import DuplicateStudentError, InvalidSubmissionError, Submission, discover, hash_source
+from grader.text import one_line, rich_text
 from tunekit import data
 
 PACKAGES = ("keras", "keras-tuner", "torch", "tensorflow", "numpy", "nbclient")
 DATA_DIR = ".data"  # under OUT: the train split handed to submissions, the test images for evaluation
 
 
+EXIT_OK = 0  # every submission has a result, none of them a sandbox error
+EXIT_SANDBOX_ERRORS = 3  # the batch finished, but some submission ended in sandbox_error: re-run to retry those
+
+
 @dataclass(frozen=True)
 class BatchSummary:
-    """What a grading run did."""
+    """What a grading run did; ``refused`` holds one line per entry of the submissions folder that was not graded."""
 
     graded: tuple[str, ...]
     skipped: tuple[str, ...]
     statuses: dict[str, str] = field(default_factory=dict)
     gradebook: Path | None = None
+    refused: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """EXIT_OK, or EXIT_SANDBOX_ERRORS when any submission graded now ended in a sandbox error."""
+        return EXIT_SANDBOX_ERRORS if "sandbox_error" in self.statuses.values() else EXIT_OK
 
 
 def main(
@@ -68,7 +79,7 @@ def main(
         if not usable:
             raise SandboxUnavailableError(f"--require-sandbox: bubblewrap is not usable here: {why}")
         isolation = "bwrap"
-    found = _discover_all(submissions, spec)
+    found, refused = _discover_all(submissions, spec)
     slots = plan_slots(gpus, per_gpu=per_gpu, jobs=jobs)
     out.mkdir(parents=True, exist_ok=True)
     train_dir, test = _prepare_data(out, spec.dataset)
@@ -80,6 +91,7 @@ def main(
         isolation=isolation,
         limits=limits_from_rubric(spec.limits),
         cell_timeout_s=spec.limits.get("cell_timeout_s"),
+        eval_time_limit_s=float(spec.limits.get("eval_time_limit_s", DEFAULT_EVAL_TIME_LIMIT_S)),
         data_dir=train_dir,
         threads=threads_per_slot(len(slots)),
     )
@@ -104,49 +116,57 @@ def main(
                   f"slot(s): {where}; profile {settings.profile}, {settings.time_limit_s:g} s each, "
                   f"isolation {isolation}")
     statuses: dict[str, str] = {}
+    book = LiveGradebook(out)
     counts = {"done": 0, "failed": 0, "timed_out": 0}
     with Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
                   transient=False) as progress:
         task = progress.add_task(_counts_text(counts), total=len(todo))
 
-        def done(job: Job, result: Result) -> None:
+        def done(job: Job, graded: Graded) -> None:
+            result = graded.result
             write_result(job.layout.result, result)
+            evidence = graded.evidence
+            trials = [t.as_record() for t in evidence.trials] if evidence is not None else []
             for audience in ("student", "instructor"):
-                write_feedback(job.layout.root, result, output_dir=job.layout.outputs, audience=audience)
+                write_feedback(job.layout.root, result, trials=trials, audience=audience,
+                               trials_source=evidence.trials_source if evidence is not None else None)
             statuses[result.student_id] = result.status
             key = {"completed": "done", "timed_out": "timed_out"}.get(result.status, "failed")
             counts[key] += 1
             progress.update(task, advance=1, description=_counts_text(counts))
-            progress.console.print(f"{result.student_id}: {result.status} - {result.message}")
-            rebuild_gradebook(out)
+            progress.console.print(rich_text(f"{result.student_id}: {result.status} - {result.message}"))
+            book.update(result)
 
         (executor or LocalExecutor(slots)).run(todo, _guarded, done)
-    book = rebuild_gradebook(out)
-    console.print(score_table(book.csv_path))
-    console.print(f"gradebook: {book.csv_path} ({book.rows} students); feedback: {out}/<student>/feedback.html")
-    for problem in book.skipped:
-        console.print(f"[yellow]skipped in the gradebook:[/] {problem}")
-    return BatchSummary(tuple(statuses), tuple(skipped), statuses, book.csv_path)
+    written = book.write()
+    console.print(score_table(book.results()))
+    console.print(rich_text(f"gradebook: {written.csv_path} ({written.rows} students); "
+                            f"feedback: {out}/<student>/feedback.html"))
+    for problem in (*refused, *written.skipped):
+        console.print(rich_text(problem, "yellow"))
+    return BatchSummary(tuple(statuses), tuple(skipped), statuses, written.csv_path, tuple(refused))
 
 
-def score_table(csv_path: Path) -> Table:
-    """The gradebook as a terminal table: one row per student."""
-    import pandas as pd
-
-    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+def score_table(results: Sequence[Result]) -> Table:
+    """The results as a terminal table, one row per student; every cell is plain text, never markup."""
     table = Table(title="grades")
     for column in ("student", "status", "score", "test acc (grid)", "test acc (random)", "suspect"):
         table.add_column(column, no_wrap=True)
-    for row in frame.to_dict("records"):
-        score = (f"{float(row['score_earned']):.1f}/{float(row['score_possible']):g}"
-                 if row.get("score_possible") else "-")
-        table.add_row(row["student_id"], row["status"], score, row.get("test_accuracy_grid") or "-",
-                      row.get("test_accuracy_random") or "-", "yes" if row.get("suspect") == "True" else "")
+    for result in sorted(results, key=lambda r: r.student_id):
+        accuracy = {e.search: e.test_accuracy for e in result.evaluations}
+        score = "-" if result.score is None else f"{result.score.earned:.1f}/{result.score.possible:g}"
+        cells = (result.student_id, result.status, score, _accuracy(accuracy.get("grid")),
+                 _accuracy(accuracy.get("random")), "yes" if any(c.suspect for c in result.checks) else "")
+        table.add_row(*(rich_text(cell, limit=60) for cell in cells))
     return table
 
 
-def _guarded(job: Job, slot: Slot) -> Result:
+def _accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _guarded(job: Job, slot: Slot) -> Graded:
     """grade_submission, with a grader bug turned into that student's sandbox_error result instead of a dead batch."""
     try:
         return grade_submission(job, slot)
@@ -154,25 +174,30 @@ def _guarded(job: Job, slot: Slot) -> Result:
         job.layout.logs.mkdir(parents=True, exist_ok=True)
         (job.layout.logs / "grader-error.log").write_text(traceback.format_exc(), "utf-8")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return Result(1, job.submission.student_id, job.content_hash, job.rubric.hash, __version__,
-                      job.settings.profile, "sandbox_error", f"grader error: {type(exc).__name__}: {exc}"[:500],
-                      None, None, None, Timings(0.0, 0.0, 0.0, now, now), slot, None, dict(job.packages),
-                      logs={"grader-error": "logs/grader-error.log"})
+        result = Result(1, job.submission.student_id, job.content_hash, job.rubric.hash, __version__,
+                        job.settings.profile, "sandbox_error", one_line(f"grader error: {type(exc).__name__}: {exc}", 500),
+                        None, None, None, Timings(0.0, 0.0, 0.0, now, now), slot, None, dict(job.packages),
+                        logs={"grader-error": "logs/grader-error.log"})
+        return Graded(result, None)
 
 
 def _counts_text(counts: dict[str, int]) -> str:
     return f"done {counts['done']}  failed {counts['failed']}  timed out {counts['timed_out']}"
 
 
-def _discover_all(paths: Sequence[Path], spec: Rubric) -> list[Submission]:
+def _discover_all(paths: Sequence[Path], spec: Rubric) -> tuple[list[Submission], list[str]]:
+    """The submissions under paths, and one line for each entry refused for its name."""
     found: list[Submission] = []
+    refused: list[str] = []
     for path in paths:
-        found.extend(discover(path, entry_points=spec.entry_points))
+        discovery = discover(path, entry_points=spec.entry_points)
+        found.extend(discovery.submissions)
+        refused.extend(r.message for r in discovery.refused)
     ids = [s.student_id for s in found]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise DuplicateStudentError(f"more than one submission for student id(s): {', '.join(dupes)}")
-    return found
+    return found, refused
 
 
 def _content_hash(sub: Submission) -> str:

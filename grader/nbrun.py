@@ -55,9 +55,8 @@ import signal
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -68,10 +67,10 @@ from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 
 from grader.jsonio import json_path, write_json_atomic, write_text_atomic
+from grader.protocol import SUMMARY_VERSION, STATUSES, CellError, RunSummary, Status  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-SUMMARY_VERSION = 1
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag: such cells are not run
@@ -89,10 +88,6 @@ KERNEL_DIRS = {
     "IPYTHONDIR": "ipython",
     "MPLCONFIGDIR": "matplotlib",
 }
-
-Status = Literal["completed", "cell_errors", "kernel_died", "cell_timeout"]
-STATUSES: tuple[str, ...] = get_args(Status)
-
 
 class NotebookNotFoundError(FileNotFoundError):
     """The notebook file does not exist."""
@@ -112,75 +107,6 @@ class RunTerminated(InterruptedError):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(f"stopped by {signal.Signals(signum).name}; the executed notebook keeps what ran")
-
-
-@dataclass(frozen=True)
-class CellError:
-    """A cell that ended in an error; cell_index counts the cells of the ORIGINAL notebook, from 0."""
-
-    cell_index: int
-    ename: str
-    evalue: str
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What happened when a notebook ran.
-
-    status: ``kernel_died`` (also when it never started: kernel_died_cell is then None)
-    over ``cell_timeout`` over ``cell_errors`` over ``completed``. cells_total: the
-    original notebook's code cells that are run (not blank, not tagged skip-execution);
-    cells_executed: how many of them the kernel was asked to run, the erroring,
-    timed-out and kernel-killing ones included. errors: every cell that ended in an
-    error, in order; a timeout is a ``CellTimeoutError``, a dead kernel a
-    ``DeadKernelError``. timed_out_cell: the first cell that timed out.
-    """
-
-    status: Status
-    cells_total: int
-    cells_executed: int
-    errors: tuple[CellError, ...]
-    timed_out_cell: int | None
-    kernel_died_cell: int | None
-    parameters_cell_found: bool
-    html_error: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary as the versioned JSON object written to the summary file."""
-        return {
-            "version": SUMMARY_VERSION,
-            "status": self.status,
-            "cells_total": self.cells_total,
-            "cells_executed": self.cells_executed,
-            "errors": [
-                {"cell_index": e.cell_index, "ename": e.ename, "evalue": e.evalue} for e in self.errors
-            ],
-            "timed_out_cell": self.timed_out_cell,
-            "kernel_died_cell": self.kernel_died_cell,
-            "parameters_cell_found": self.parameters_cell_found,
-            "html_error": self.html_error,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> RunSummary:
-        """Read back what to_json wrote; ValueError if it is another version or not a summary."""
-        if obj.get("version") != SUMMARY_VERSION:
-            raise ValueError(f"nbrun summary version {obj.get('version')!r} is not {SUMMARY_VERSION}")
-        if obj.get("status") not in STATUSES:
-            raise ValueError(f"nbrun summary status {obj.get('status')!r} is not one of {', '.join(STATUSES)}")
-        try:
-            return cls(
-                status=obj["status"],
-                cells_total=obj["cells_total"],
-                cells_executed=obj["cells_executed"],
-                errors=tuple(CellError(e["cell_index"], e["ename"], e["evalue"]) for e in obj["errors"]),
-                timed_out_cell=obj["timed_out_cell"],
-                kernel_died_cell=obj["kernel_died_cell"],
-                parameters_cell_found=obj["parameters_cell_found"],
-                html_error=obj["html_error"],
-            )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"nbrun summary lacks a field or has a malformed one: {exc}") from None
 
 
 # ---------------------------------------------------------------- reading and parameters
@@ -664,7 +590,7 @@ def run_notebook(
     path: str | os.PathLike[str],
     *,
     executed_path: str | os.PathLike[str],
-    html_path: str | os.PathLike[str],
+    html_path: str | os.PathLike[str] | None,
     summary_path: str | os.PathLike[str],
     params: Mapping[str, object],
     cell_timeout_s: float | None = None,
@@ -695,7 +621,7 @@ def run_notebook(
     )
     execution.save()  # the executed copy exists (parameters injected) before the kernel starts
     asyncio.run(execution.run())
-    html_error = export_html(nb, html_path, title=Path(path).stem)
+    html_error = export_html(nb, html_path, title=Path(path).stem) if html_path is not None else None
     summary = execution.summary(found, html_error)
     write_json_atomic(summary_path, summary.to_json())
     return summary
@@ -739,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("notebook", help="the notebook to run")
     parser.add_argument("--executed", required=True, metavar="OUT.ipynb", help="where the executed notebook goes")
-    parser.add_argument("--html", required=True, metavar="OUT.html", help="where its HTML export goes")
+    parser.add_argument("--html", metavar="OUT.html", help="where its HTML export goes (default: none)")
     parser.add_argument("--summary", required=True, metavar="SUMMARY.json", help="where the run summary goes")
     parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=JSON", help="a parameter to inject (repeatable)"

@@ -54,11 +54,16 @@ class Isolation:
 
 @dataclass(frozen=True)
 class Artifact:
-    """One file the submission left in its output dir: path relative to it, size and kind (model, plot, ...)."""
+    """One entry the submission left in its output dir: path relative to it, size and kind (model, plot, ...).
+
+    ``refused`` says why the grader did not copy it out of the sandbox's tree (a link, a FIFO, too large, a name
+    that is not printable UTF-8); ``path`` is then an escaped display form and ``bytes`` 0.
+    """
 
     path: str
     bytes: int
     kind: str
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ def to_json(result: Result) -> dict[str, Any]:
             "method": result.isolation.method, "details": result.isolation.details,
         },
         "packages": dict(result.packages),
-        "artifacts": [{"path": a.path, "bytes": a.bytes, "kind": a.kind} for a in result.artifacts],
+        "artifacts": [{"path": a.path, "bytes": a.bytes, "kind": a.kind, "refused": a.refused} for a in result.artifacts],
         "evaluations": [
             {
                 "search": e.search,
@@ -220,7 +225,8 @@ def from_json(data: Any) -> Result:
         slot=None if slot is None else Slot(kind=slot["kind"], index=slot["index"], gpu=slot["gpu"]),
         isolation=None if isolation is None else Isolation(method=isolation["method"], details=isolation["details"]),
         packages=dict(data["packages"]),
-        artifacts=tuple(Artifact(path=a["path"], bytes=a["bytes"], kind=a["kind"]) for a in data["artifacts"]),
+        artifacts=tuple(Artifact(path=a["path"], bytes=a["bytes"], kind=a["kind"], refused=a.get("refused"))
+                        for a in data["artifacts"]),
         evaluations=tuple(
             ModelEvaluation(
                 search=e["search"],

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from grader.jsonio import schema_errors
+from grader.errors import GraderError
 
 
-class RubricError(ValueError):
+class RubricError(GraderError, ValueError):
     """A rubric that cannot be used; `problems` lists each one with its JSON path."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import io
+import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
@@ -13,16 +14,37 @@ from typing import Mapping
 import numpy as np
 
 from grader import __version__
-from grader.contract import MODELS_DIR, SEARCHES
 from grader.checks import run_checks, score
-from grader.evidence import gather
+from grader.contract import SEARCHES, TUNER_DIR, best_model_path
+from grader.evidence import Evidence, gather
+from grader.harvest import Harvest, HarvestLimits, harvest, remove_tree
+from grader.nbhtml import write_notebook_html
+from grader.parse import load_json
+from grader.protocol import EvalReport, RunSummary
 from grader.result import Artifact, Isolation, ModelEvaluation, Result, Slot, Timings
 from grader.rubric import Rubric
-from grader.sandbox import SandboxResult, SandboxSpecError, SandboxUnavailableError, run_sandboxed
-from grader.session import EVAL_REPORT, Layout, SessionSettings, plan_evaluation, plan_submission
+from grader.sandbox import SandboxResult, SandboxSpecError, SandboxUnavailableError, limit_message, run_sandboxed
+from grader.session import (
+    EVAL_MODEL,
+    EVAL_PREDICTIONS,
+    EVAL_REPORT,
+    EXECUTED_NOTEBOOK,
+    NOTEBOOK_SUMMARY,
+    Layout,
+    SessionSettings,
+    plan_evaluation,
+    plan_submission,
+)
 from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
+from grader.text import one_line
 
 REQUIRED_MODELS = ("grid", "random")  # always reported, missing or not; other searches only when exported
+NOTEBOOK_COPY = "notebook.executed.ipynb"  # next to result.json: the executed notebook, as copied out
+NOTEBOOK_HTML = "notebook.html"  # next to result.json: the grader's own sanitised rendering of it
+# What is copied out of the sandbox's tree, at most: the output dir, the notebook runner's two files, a child's report.
+OUTPUT_LIMITS = HarvestLimits()
+NOTEBOOK_LIMITS = HarvestLimits(max_files=2, max_depth=1, max_file_bytes=64 * 2**20, max_total_bytes=128 * 2**20)
+CHILD_LIMITS = HarvestLimits(max_files=2, max_depth=1, max_total_bytes=64 * 2**20)
 
 
 @dataclass(frozen=True)
@@ -48,8 +70,21 @@ class Job:
     queued_at: float
 
 
-def grade_submission(job: Job, slot: Slot) -> Result:
-    """Stage, run, collect and evaluate one submission; every failure of the submission becomes a Result."""
+@dataclass(frozen=True)
+class Graded:
+    """One graded submission: its Result, and the Evidence the checks judged (what feedback draws from)."""
+
+    result: Result
+    evidence: Evidence | None
+
+
+def grade_submission(job: Job, slot: Slot) -> Graded:
+    """Stage, run, collect and evaluate one submission; every failure of the submission becomes a Result.
+
+    After the run nothing is read from the sandbox's tree but through grader.harvest, which copies
+    what the grader needs (the output dir, the notebook runner's files) into ``layout.collected``
+    without following any link; the evidence, the evaluations and the notebook page come from that copy.
+    """
     started = time.monotonic()
     started_at = _now()
     queued_s = started - job.queued_at
@@ -58,13 +93,15 @@ def grade_submission(job: Job, slot: Slot) -> Result:
 
     def finish(status: str, message: str, *, exit_code: int | None = None, signal: int | None = None,
                entry_point: str | None = None, run_s: float = 0.0, evaluation_s: float = 0.0,
-               isolation: Isolation | None = None, artifacts: tuple[Artifact, ...] = (),
-               evaluations: tuple[ModelEvaluation, ...] = ()) -> Result:
-        notebook = layout.root / "notebook.executed.ipynb"
-        evidence = gather(layout.outputs, aliases=job.rubric.aliases, run_status=status, run_message=message,
-                          evaluations=evaluations, notebook=notebook if notebook.is_file() else None)
+               isolation: Isolation | None = None, collected: Collected | None = None,
+               evaluations: tuple[ModelEvaluation, ...] = ()) -> Graded:
+        notebook = layout.collected_notebook / EXECUTED_NOTEBOOK
+        evidence = gather(layout.collected_outputs, aliases=job.rubric.aliases, run_status=status,
+                          run_message=message, evaluations=evaluations,
+                          notebook=notebook if notebook.is_file() else None,
+                          refused=collected.outputs.refused if collected is not None else ())
         checks = run_checks(job.rubric, evidence)
-        return Result(
+        result = Result(
             schema_version=1,
             student_id=job.submission.student_id,
             content_hash=job.content_hash,
@@ -80,12 +117,13 @@ def grade_submission(job: Job, slot: Slot) -> Result:
             slot=slot,
             isolation=isolation,
             packages=dict(job.packages),
-            artifacts=artifacts,
+            artifacts=inventory(collected.outputs) if collected is not None else (),
             evaluations=evaluations,
             logs=_log_paths(layout),
             checks=checks,
             score=score(checks),
         )
+        return Graded(result, evidence)
 
     try:
         staged = stage(job.submission, layout.work)
@@ -102,84 +140,73 @@ def grade_submission(job: Job, slot: Slot) -> Result:
         run = run_sandboxed(plan_submission(layout, entry, slot, job.settings))
     except (SandboxUnavailableError, SandboxSpecError, OSError) as exc:
         return finish("sandbox_error", f"the sandbox could not start: {exc}", entry_point=entry)
-    isolation = Isolation(run.isolation, _isolation_details(job.settings))
-    status, message = _verdict(run, layout, job.settings)
-    _keep_notebook_files(layout)
-    artifacts = inventory(layout.outputs)
+    isolation = Isolation(run.isolation, _isolation_details(job.settings, run))
+    collected = collect(layout, notebook=entry.endswith(".ipynb"))
+    status, message = _verdict(run, collected.summary, job.settings)
+    if collected.summary_problem and status == "completed":
+        message = f"{message}; {collected.summary_problem}"
+    if collected.notebook_executed:
+        _keep_notebook(layout)
     eval_started = time.monotonic()
-    evaluations = tuple(evaluate_models(layout, slot, job))
+    evaluations = tuple(evaluate_models(layout, slot, job, collected.outputs))
     return finish(status, message, exit_code=run.exit_code, signal=run.signal, entry_point=entry,
                   run_s=run.wall_seconds, evaluation_s=time.monotonic() - eval_started, isolation=isolation,
-                  artifacts=artifacts, evaluations=evaluations)
+                  collected=collected, evaluations=evaluations)
 
 
-def _verdict(run: SandboxResult, layout: Layout, settings: SessionSettings) -> tuple[str, str]:
-    """The run's status and a one-line message saying what happened."""
-    notebook = _notebook_summary(layout)
-    if run.timed_out:
-        return "timed_out", (f"stopped at the time limit of {settings.time_limit_s:g} s; "
-                             "the files written before then are still graded")
-    if run.error:
-        return "sandbox_error", run.error
-    if notebook is not None:
-        if notebook.get("status") == "kernel_died":
-            return "crashed", f"the notebook's kernel died in cell {notebook.get('kernel_died_cell')}"
-        if notebook.get("status") == "cell_timeout":
-            return "timed_out", (f"cell {notebook.get('timed_out_cell')} ran past the per-cell limit of "
-                                 f"{settings.cell_timeout_s:g} s; the later cells still ran")
-    if run.signal is not None:
-        return "crashed", f"killed by signal {run.signal}" + _stderr_hint(run)
-    if run.exit_code not in (0, None):
-        return "crashed", f"exited with code {run.exit_code}" + _stderr_hint(run)
-    if notebook is not None and notebook.get("errors"):
-        errors = notebook["errors"]
-        first = errors[0]
-        return "completed", (f"{len(errors)} notebook cell(s) raised an error, first cell {first['cell_index']}: "
-                             f"{first['ename']}: {first['evalue']}"[:300])
-    return "completed", "ran to the end"
+# ---------------------------------------------------------------- collecting from the sandbox's tree
 
 
-def _stderr_hint(run: SandboxResult) -> str:
-    """': <last non-empty line of stderr>' (decoded leniently), or ''."""
-    try:
-        tail = Path(run.stderr_path).read_bytes()[-4096:].decode("utf-8", "replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("[...")]
-    return f": {lines[-1][:240]}" if lines else ""
+@dataclass(frozen=True)
+class Collected:
+    """What the grader copied out of the sandbox's tree: the output dir and the notebook runner's files."""
+
+    outputs: Harvest
+    summary: RunSummary | None
+    summary_problem: str | None
+    notebook_executed: bool
 
 
-def _notebook_summary(layout: Layout) -> dict | None:
-    path = layout.work / ".grader" / "notebook.json"
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
+def _outputs_kept(rel: str) -> bool:
+    """A KerasTuner project's checkpoints are not copied: only its trial.json and oracle.json files are read."""
+    if not rel.startswith(f"{TUNER_DIR}/"):
+        return True
+    return rel.endswith(("/trial.json", "/oracle.json")) or "." not in rel.rsplit("/", 1)[-1]
 
 
-def _keep_notebook_files(layout: Layout) -> None:
-    """Move the executed notebook and its HTML out of the work dir, next to result.json."""
-    for name, target in (("executed.ipynb", "notebook.executed.ipynb"), ("executed.html", "notebook.html"),
-                         ("notebook.json", "notebook.json")):
-        source = layout.work / ".grader" / name
-        if source.is_file() and not source.is_symlink():
-            shutil.copyfile(source, layout.root / target)
+def collect(layout: Layout, *, notebook: bool) -> Collected:
+    """Copy the output dir, and for a notebook the runner's two files, out of the sandbox's tree, never following a link.
+
+    A script's run never has its ``.grader`` files read: whatever it wrote there is its own.
+    """
+    outputs = harvest(layout.outputs, layout.collected_outputs, limits=OUTPUT_LIMITS, keep=_outputs_kept)
+    kept: set[str] = set()
+    if notebook:
+        copied = harvest(layout.notebook_files, layout.collected_notebook, limits=NOTEBOOK_LIMITS,
+                         keep=lambda rel: rel in (EXECUTED_NOTEBOOK, NOTEBOOK_SUMMARY))
+        kept = {f.rel for f in copied.files}
+    summary, problem = None, None
+    if NOTEBOOK_SUMMARY in kept:
+        try:
+            raw = (layout.collected_notebook / NOTEBOOK_SUMMARY).read_bytes()
+            summary = RunSummary.from_json(load_json(raw))
+        except (OSError, ValueError) as exc:
+            problem = f"the notebook runner's summary is unreadable: {exc}"
+    return Collected(outputs, summary, problem, EXECUTED_NOTEBOOK in kept)
 
 
-def inventory(outputs: Path) -> tuple[Artifact, ...]:
-    """Every regular file the submission left in its output dir (symlinks are listed as such, never followed)."""
-    found = []
-    if not outputs.is_dir():
-        return ()
-    for path in sorted(outputs.rglob("*")):
-        rel = path.relative_to(outputs).as_posix()
-        if rel.startswith("tuner/") and not rel.endswith(("trial.json", "oracle.json")):
-            continue
-        if path.is_symlink():
-            found.append(Artifact(rel, 0, "symlink"))
-        elif path.is_file():
-            found.append(Artifact(rel, path.stat().st_size, _kind(rel)))
-    return tuple(found)
+def _keep_notebook(layout: Layout) -> None:
+    """Keep the executed notebook next to result.json, and the grader's own sanitised HTML page of it."""
+    executed = layout.collected_notebook / EXECUTED_NOTEBOOK
+    shutil.copyfile(executed, layout.root / NOTEBOOK_COPY)
+    write_notebook_html(executed, layout.root / NOTEBOOK_HTML, title=f"{layout.root.name}: executed notebook")
+
+
+def inventory(found: Harvest) -> tuple[Artifact, ...]:
+    """Every entry the submission left in its output dir: the files the grader copied, and what it refused, and why."""
+    artifacts = [Artifact(f.rel, f.bytes, _kind(f.rel)) for f in found.files]
+    artifacts += [Artifact(r.display, 0, "refused", r.reason) for r in found.refused]
+    return tuple(artifacts)
 
 
 def _kind(rel: str) -> str:
@@ -188,99 +215,153 @@ def _kind(rel: str) -> str:
             ".yml": "answers", ".json": "json"}.get(suffix, "other")
 
 
-def evaluate_models(layout: Layout, slot: Slot, job: Job) -> list[ModelEvaluation]:
-    """Evaluate every exported best model on the held-out test split, together in one sandboxed process."""
-    n_test = len(job.test.labels)
-    found = [s for s in SEARCHES if s in REQUIRED_MODELS or (layout.outputs / _model_rel(s)).exists()
-             or (layout.outputs / _model_rel(s)).is_symlink()]
-    errors = {s: _refuse_model(layout.outputs / _model_rel(s), job.max_model_bytes, s) for s in found}
-    runnable = [s for s in found if errors[s] is None]
-    started = time.monotonic()
-    if runnable:
-        layout.evaluation.mkdir(parents=True, exist_ok=True)
-        for search in runnable:
-            shutil.copyfile(layout.outputs / _model_rel(search), layout.evaluation / f"best_{search}.keras")
-        errors.update(_run_evaluation(layout, slot, job, runnable))
-    seconds = round(time.monotonic() - started, 3)
+# ---------------------------------------------------------------- the run's verdict
+
+
+def _verdict(run: SandboxResult, notebook: RunSummary | None, settings: SessionSettings) -> tuple[str, str]:
+    """The run's status and a one-line message saying what happened.
+
+    The sandbox's own account (time box, limits, exit status) comes first; the notebook runner's
+    summary, which the submission's code could have rewritten, only explains a run the sandbox saw end.
+    """
+    if run.timed_out:
+        return "timed_out", (f"stopped at the time limit of {settings.time_limit_s:g} s; "
+                             "the files written before then are still graded")
+    if run.error:
+        return "sandbox_error", run.error
+    over = limit_message(run, settings.limits)
+    if over is not None:
+        return "crashed", over
+    if notebook is not None:
+        if notebook.status == "kernel_died":
+            return "crashed", f"the notebook's kernel died in cell {notebook.kernel_died_cell}"
+        if notebook.status == "cell_timeout":
+            return "timed_out", (f"cell {notebook.timed_out_cell} ran past the per-cell limit of "
+                                 f"{settings.cell_timeout_s:g} s; the later cells still ran")
+    if run.signal is not None:
+        return "crashed", f"killed by signal {run.signal}" + _stderr_hint(run)
+    if run.exit_code not in (0, None):
+        return "crashed", f"exited with code {run.exit_code}" + _stderr_hint(run)
+    if notebook is not None and notebook.errors:
+        first = notebook.errors[0]
+        return "completed", one_line(f"{len(notebook.errors)} notebook cell(s) raised an error, first cell "
+                                     f"{first.cell_index}: {first.ename}: {first.evalue}", 300)
+    return "completed", "ran to the end"
+
+
+def _stderr_hint(run: SandboxResult) -> str:
+    """': <last non-empty line of stderr>' (decoded leniently, control characters removed), or ''."""
+    try:
+        with open(run.stderr_path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
+            tail = fh.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("[...")]
+    return f": {one_line(lines[-1], 240)}" if lines else ""
+
+
+# ---------------------------------------------------------------- evaluating the exported models
+
+
+def evaluate_models(layout: Layout, slot: Slot, job: Job, outputs: Harvest) -> list[ModelEvaluation]:
+    """Evaluate every exported best model on the held-out test split, each in its own sandbox and time box."""
+    copied = {f.rel: f.bytes for f in outputs.files}
+    refused = {r.display: r.reason for r in outputs.refused}
     evaluations = []
-    for search in found:
-        accuracy, error = None, errors[search]
+    for search in SEARCHES:
+        rel = best_model_path(search)
+        if search not in REQUIRED_MODELS and rel not in copied and rel not in refused:
+            continue
+        started = time.monotonic()
+        accuracy, error = None, _refuse_model(rel, copied, refused, job.max_model_bytes)
         if error is None:
-            accuracy, error = _accuracy(layout.evaluation / f"best_{search}.predictions.npy", job.test.labels)
-        evaluations.append(ModelEvaluation(search, _model_rel(search), accuracy, n_test, error, seconds))
+            accuracy, error = _evaluate_one(layout, slot, job, search)
+        evaluations.append(ModelEvaluation(search, rel, accuracy, len(job.test.labels), error,
+                                           round(time.monotonic() - started, 3)))
     return evaluations
 
 
-def _model_rel(search: str) -> str:
-    return f"{MODELS_DIR}/best_{search}.keras"
-
-
-def _refuse_model(path: Path, max_bytes: int, search: str) -> str | None:
-    """Why a model file is not evaluated at all (not a regular file, too large), or None."""
-    if not path.exists() and not path.is_symlink():
-        return f"{_model_rel(search)} was not written"
-    if path.is_symlink() or not path.is_file():
-        return f"{_model_rel(search)} is not a regular file"
-    size = path.stat().st_size
-    if size > max_bytes:
-        return f"{_model_rel(search)} is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit for a model"
+def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str], max_bytes: int) -> str | None:
+    """Why a model file is not evaluated at all (missing, not copied, too large), or None."""
+    if rel in refused:
+        return f"{rel} was not read: {refused[rel]}"
+    if rel not in copied:
+        return f"{rel} was not written"
+    if copied[rel] > max_bytes:
+        return f"{rel} is {copied[rel] / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit for a model"
     return None
 
 
-def _run_evaluation(layout: Layout, slot: Slot, job: Job, searches: list[str]) -> dict[str, str | None]:
-    """Run the evaluation child; per search, None or the reason it gave no predictions."""
-    spec = plan_evaluation(layout, [f"best_{s}.keras" for s in searches], slot, job.settings, job.test.images)
+def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str) -> tuple[float | None, str | None]:
+    """Run one model's evaluation child in its own sandbox; its accuracy, or None and the reason."""
+    folder = layout.evaluation_of(search)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(layout.collected_outputs / best_model_path(search), folder / EVAL_MODEL)
+    spec = plan_evaluation(layout, search, slot, job.settings, job.test.images)
     try:
         run = run_sandboxed(spec)
     except (SandboxUnavailableError, SandboxSpecError, OSError) as exc:
-        return {s: f"the evaluation sandbox could not start: {exc}" for s in searches}
+        return None, f"the evaluation sandbox could not start: {exc}"
     if run.timed_out:
-        return {s: f"evaluating the models took longer than {spec.time_limit_s:g} s" for s in searches}
+        return None, f"evaluating the model took longer than its limit of {spec.time_limit_s:g} s"
+    over = limit_message(run, spec.limits)
+    if over is not None:
+        return None, f"evaluating the model {over}"
+    n_test = len(job.test.labels)
+    found = harvest(folder, layout.collected / "eval" / search,
+                    limits=replace(CHILD_LIMITS, max_file_bytes=n_test * 8 + 4096),
+                    keep=lambda rel: rel in (EVAL_PREDICTIONS, EVAL_REPORT))
+    kept = {f.rel for f in found.files}
+    if EVAL_REPORT not in kept:
+        return None, _stderr_hint(run).removeprefix(": ") or f"the evaluation exited with code {run.exit_code}"
     try:
-        report = json.loads((layout.evaluation / EVAL_REPORT).read_text("utf-8"))
-    except (OSError, ValueError):
-        reason = _stderr_hint(run).removeprefix(": ") or f"the evaluation exited with code {run.exit_code}"
-        return {s: reason for s in searches}
-    out: dict[str, str | None] = {}
-    for search in searches:
-        entry = report.get(f"best_{search}.keras", "the evaluation did not report on this model")
-        out[search] = entry if isinstance(entry, str) or entry is None else "the evaluation report is malformed"
-    return out
+        report = EvalReport.from_json(load_json(found.root.joinpath(EVAL_REPORT).read_bytes()))
+    except (OSError, ValueError) as exc:
+        return None, one_line(f"the evaluation report is unreadable: {exc}", 300)
+    if report.error is not None:
+        return None, one_line(report.error, 300)
+    if EVAL_PREDICTIONS not in kept:
+        return None, "the evaluation left no predictions"
+    return _accuracy(found.root / EVAL_PREDICTIONS, job.test.labels)
 
 
 def _accuracy(predictions_path: Path, labels: np.ndarray) -> tuple[float | None, str | None]:
     """Accuracy of saved predictions against the labels the grader kept to itself."""
     try:
-        predictions = np.load(predictions_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        return None, f"the evaluation left no readable predictions: {exc}"
-    if predictions.shape != labels.shape:
+        predictions = np.load(io.BytesIO(predictions_path.read_bytes()), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        return None, one_line(f"the evaluation left no readable predictions: {exc}", 300)
+    if predictions.shape != labels.shape or predictions.dtype.kind not in "iu":
         return None, f"the model gave {predictions.size} predictions for {len(labels)} test images"
     return round(float((predictions == labels).mean()), 6), None
 
 
 def _reset(layout: Layout) -> None:
     """Remove what an interrupted earlier attempt left (result.json stays until the new one replaces it)."""
-    for folder in (layout.work, layout.evaluation, layout.logs):
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
+    for folder in (layout.work, layout.collected, layout.evaluation, layout.logs):
+        remove_tree(folder)
+    for name in (NOTEBOOK_COPY, NOTEBOOK_HTML):
+        remove_tree(layout.root / name)
     layout.root.mkdir(parents=True, exist_ok=True)
 
 
 def _log_paths(layout: Layout) -> dict[str, str]:
+    """The grader's own files about the run (logs it wrote from the sandbox's pipes, the notebook copies)."""
     names = {}
     for path in sorted(layout.logs.glob("*.log")) if layout.logs.is_dir() else []:
         names[path.stem] = path.relative_to(layout.root).as_posix()
-    for name in ("notebook.executed.ipynb", "notebook.html"):
+    for key, name in (("notebook", NOTEBOOK_COPY), ("html", NOTEBOOK_HTML)):
         if (layout.root / name).is_file():
-            names[name.split(".")[-1] if name.endswith(".html") else "notebook"] = name
+            names[key] = name
     return names
 
 
-def _isolation_details(settings: SessionSettings) -> str:
+def _isolation_details(settings: SessionSettings, run: SandboxResult) -> str:
     lim = settings.limits
-    return (f"memory {lim.memory_bytes // 2**20} MiB, file size {lim.file_size_bytes // 2**20} MiB, "
-            f"{lim.max_processes} processes, {lim.max_open_files} open files, no core dumps")
+    disk = f", work dir {lim.disk_bytes // 2**20} MiB" if lim.disk_bytes else ""
+    return (f"memory {lim.memory_bytes // 2**20} MiB, file size {lim.file_size_bytes // 2**20} MiB{disk}, "
+            f"{lim.max_processes} processes, {lim.max_open_files} open files, no core dumps; cgroup {run.cgroup}")
 
 
 def _now() -> str:

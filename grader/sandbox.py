@@ -15,10 +15,43 @@ Two isolation levels, chosen per run:
   no private file system, so the command (and its interpreter) must be
   reachable by uid 65534 on the host; ``run_sandboxed`` checks that first.
 
+Resource limits, in both modes:
+
+* **A cgroup per run** (``grader.cgroup``), where the host offers one: the
+  bwrap process (or the command) joins it before exec, so everything the run
+  starts is inside.  Its memory limit counts every page the run touches,
+  shared mappings and tmpfs files included (RLIMIT_DATA does not), and its
+  ``pids.max`` counts only this run's processes.  After the command ends,
+  everything left in the group is killed (in rlimits mode this catches a
+  process that left the process group with ``setsid``), its statistics read
+  and the group removed.  Without cgroups the run falls back to RLIMIT_NPROC,
+  which is counted per uid on the whole host (every sandbox runs as uid
+  65534, so one run's fork bomb starves the others); ``SandboxResult.cgroup``
+  and ``.process_limit`` say which held.
+* **rlimits**: RLIMIT_DATA (an extra layer under the memory cgroup),
+  RLIMIT_FSIZE per file, RLIMIT_NOFILE, RLIMIT_CORE=0, RLIMIT_CPU if asked.
+* **A disk cap on the work dir** (``Limits.disk_bytes``): the supervise loop
+  measures the work dir (allocated blocks, symlinks never followed, hard links
+  counted once) every ``DISK_POLL_S`` seconds, or less often when a walk is
+  slow, and SIGKILLs the run when it is over.  The work dir can overshoot the
+  cap by the write rate times (poll interval + one walk), and no single file
+  passes RLIMIT_FSIZE.  A work dir with more than ``DISK_WALK_MAX_ENTRIES``
+  entries, or nested deeper than ``DISK_WALK_MAX_DEPTH``, counts as over the
+  cap (so a walk's cost stays bounded).  Only the work dir is measured: under
+  bubblewrap the only other writable places are ``/tmp`` and ``/dev/shm``,
+  private tmpfs of ``Limits.tmpfs_bytes`` each and charged to the memory
+  cgroup; the rlimits fallback has no private ``/tmp``.
+
+``SandboxResult.limit_exceeded`` names the limit that stopped a run (memory:
+the cgroup's OOM killer fired; disk: the watcher stopped it; processes: a fork
+was refused by ``pids.max``), and ``limit_message`` gives the line a student
+reads.
+
 Deciding is kept apart from doing: ``choose_isolation``, ``build_bwrap_argv``,
-``build_rlimits_argv`` and ``rlimit_settings`` only decide; ``run_sandboxed``
-starts, supervises, times out and cleans up.  This module imports only the
-standard library.
+``build_rlimits_argv``, ``rlimit_settings``, ``classify_limit`` and
+``limit_message`` only decide; ``run_sandboxed`` starts, supervises, times out
+and cleans up.  This module imports only the standard library (and
+``grader.cgroup``, which imports only the standard library).
 """
 
 from __future__ import annotations
@@ -43,10 +76,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from grader import cgroup
+from grader.cgroup import CgroupStats
+
 __all__ = [
     "ISOLATIONS",
+    "LIMIT_KINDS",
     "SANDBOX_GID",
     "SANDBOX_UID",
+    "DiskUsage",
     "Limits",
     "SandboxResult",
     "SandboxSpec",
@@ -56,6 +94,10 @@ __all__ = [
     "build_rlimits_argv",
     "bwrap_usable",
     "choose_isolation",
+    "classify_limit",
+    "disk_usage",
+    "group_limits",
+    "limit_message",
     "netns_usable",
     "rlimit_settings",
     "run_sandboxed",
@@ -88,6 +130,21 @@ PROBE_TIMEOUT_S = 15.0
 INIT_EXIT_WAIT_S = 2.0
 _PR_SET_PDEATHSIG = 1
 _SIGNAL_MAX = 64  # statuses 129..192 from bubblewrap mean "killed by signal status-128"
+# The limits a run can be stopped for (SandboxResult.limit_exceeded).
+LIMIT_KINDS = ("memory", "disk", "processes")
+# bubblewrap's own processes in the run's pids cgroup (the outer bwrap and the
+# namespace's init): pids.max is max_processes plus these.
+BWRAP_OWN_TASKS = 2
+# The disk watcher: seconds between walks of the work dir, the largest share of
+# wall time its walks may take (a slow walk stretches the interval), and the
+# most entries / the deepest nesting a walk visits before the work dir counts
+# as over its cap.
+DISK_POLL_S = 0.5
+DISK_WALK_SHARE = 0.2
+DISK_WALK_MAX_ENTRIES = 100_000
+DISK_WALK_MAX_DEPTH = 64
+# Bounds for killing and removing a run's cgroup after it ends.
+CGROUP_KILL_TIMEOUT_S = 5.0
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -102,11 +159,16 @@ class SandboxSpecError(ValueError):
 class Limits:
     """Resource limits applied to the sandboxed command and everything it starts.
 
-    ``memory_bytes`` is enforced as RLIMIT_DATA (heap and private writable
-    mappings), not RLIMIT_AS: CUDA and JIT runtimes reserve huge address
-    ranges they never touch, which RLIMIT_AS would refuse.  ``max_processes``
-    is RLIMIT_NPROC, counted per uid on the whole host: every sandbox running
-    at once as uid 65534 shares it.
+    ``memory_bytes`` is the run's memory cgroup limit (every page it touches:
+    heap, shared mappings, tmpfs files, page cache) and, as an extra layer,
+    RLIMIT_DATA (heap and private writable mappings), not RLIMIT_AS: CUDA and
+    JIT runtimes reserve huge address ranges they never touch, which RLIMIT_AS
+    would refuse.  ``max_processes`` is the run's ``pids.max`` (threads count
+    too); without cgroups it falls back to RLIMIT_NPROC, counted per uid on the
+    whole host, so every sandbox running at once as uid 65534 shares it.
+    ``file_size_bytes`` caps each file (RLIMIT_FSIZE), ``disk_bytes`` the whole
+    work dir (None: unmeasured), ``tmpfs_bytes`` each of the bubblewrap
+    sandbox's private ``/tmp`` and ``/dev/shm``.
     """
 
     memory_bytes: int = 8 * GiB
@@ -114,10 +176,15 @@ class Limits:
     max_processes: int = 256
     max_open_files: int = 1024
     cpu_seconds: float | None = None
+    disk_bytes: int | None = 8 * GiB
+    tmpfs_bytes: int = 1 * GiB
 
     def __post_init__(self) -> None:
-        for name in ("memory_bytes", "file_size_bytes", "max_processes", "max_open_files"):
+        for name in ("memory_bytes", "file_size_bytes", "max_processes", "max_open_files", "disk_bytes",
+                     "tmpfs_bytes"):
             value = getattr(self, name)
+            if name == "disk_bytes" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SandboxSpecError(f"Limits.{name} must be a positive integer, got {value!r}")
         if self.cpu_seconds is not None and not (
@@ -190,6 +257,14 @@ class SandboxResult:
     says which).  Under bubblewrap a status of 129..192 is read as death by
     signal status-128, as a shell does.  ``error`` is set only when the sandbox
     itself failed to start the command.
+
+    ``limit_exceeded`` is "memory", "disk" or "processes" when that limit
+    stopped the run (or refused it a process), else None; ``limit_message``
+    words it for the student.  ``peak_memory_bytes`` is the most memory the
+    run's cgroup was charged at once (None without a memory cgroup).
+    ``cgroup`` says what held the run: "v1 memory+pids", "v2 memory+pids", or
+    "none: <reason>"; ``process_limit`` is "pids.max" or "RLIMIT_NPROC" (the
+    latter shared by every sandbox running as uid 65534 on the host).
     """
 
     exit_code: int | None
@@ -202,6 +277,10 @@ class SandboxResult:
     stdout_truncated: bool
     stderr_truncated: bool
     error: str | None = None
+    limit_exceeded: str | None = None
+    peak_memory_bytes: int | None = None
+    cgroup: str = "none: not started"
+    process_limit: str = "RLIMIT_NPROC"
 
 
 def _absolute(path: str | os.PathLike[str], name: str) -> Path:
@@ -221,6 +300,40 @@ def _is_within(path: Path, root: Path) -> bool:
 def truncation_marker(cap_bytes: int) -> bytes:
     """The line appended to a log cut at ``cap_bytes``."""
     return f"\n[... output truncated at {cap_bytes} bytes ...]\n".encode()
+
+
+def _mib(n: int) -> str:
+    return str(n // MiB) if n % MiB == 0 else f"{n / MiB:.1f}"
+
+
+def classify_limit(*, disk_stopped: bool, stats: CgroupStats | None, sig: int | None) -> str | None:
+    """Which limit stopped a run: "disk" (the watcher stopped it), "memory" (the cgroup's OOM killer
+    fired; where the kernel does not count OOM kills, the limit was hit and the run died by SIGKILL),
+    "processes" (a fork was refused by pids.max), or None."""
+    if disk_stopped:
+        return "disk"
+    if stats is None:
+        return None
+    if stats.oom_kills:
+        return "memory"
+    if stats.oom_kills is None and stats.memory_limit_hits and sig == signal.SIGKILL:
+        return "memory"
+    if stats.pids_limit_hits:
+        return "processes"
+    return None
+
+
+def limit_message(result: SandboxResult, limits: Limits) -> str | None:
+    """The one line a student reads about the limit that stopped the run, or None."""
+    kind = result.limit_exceeded
+    if kind == "memory":
+        return f"used more than its memory limit of {_mib(limits.memory_bytes)} MiB and was stopped"
+    if kind == "disk":
+        cap = f" of {_mib(limits.disk_bytes)} MiB" if limits.disk_bytes is not None else ""
+        return f"wrote more than its disk limit{cap} to its work dir and was stopped"
+    if kind == "processes":
+        return f"tried to run more than {limits.max_processes} processes at once (threads count too)"
+    return None
 
 
 def _setpriv_argv(setpriv: str, *, pdeathsig: bool) -> list[str]:
@@ -275,6 +388,7 @@ def bwrap_usable() -> tuple[bool, str]:
                 capture_output=True,
                 timeout=PROBE_TIMEOUT_S,
                 env={},
+                check=False,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return False, f"bwrap probe could not run: {exc}"
@@ -293,7 +407,9 @@ def netns_usable() -> bool:
     if unshare is None:
         return False
     try:
-        done = subprocess.run([unshare, "--net", "--", "true"], capture_output=True, timeout=PROBE_TIMEOUT_S, env={})
+        done = subprocess.run(
+            [unshare, "--net", "--", "true"], capture_output=True, timeout=PROBE_TIMEOUT_S, env={}, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
@@ -312,15 +428,19 @@ def choose_isolation(requested: str) -> str:
     return "rlimits+netns" if netns_usable() else "rlimits"
 
 
-def rlimit_settings(limits: Limits) -> tuple[tuple[int, int], ...]:
-    """The (resource, value) pairs to set as both soft and hard limit."""
+def rlimit_settings(limits: Limits, *, nproc: bool = True) -> tuple[tuple[int, int], ...]:
+    """The (resource, value) pairs to set as both soft and hard limit.
+
+    ``nproc=False`` leaves RLIMIT_NPROC out: a pids cgroup caps the run instead.
+    """
     settings = [
         (resource.RLIMIT_DATA, limits.memory_bytes),
         (resource.RLIMIT_FSIZE, limits.file_size_bytes),
-        (resource.RLIMIT_NPROC, limits.max_processes),
         (resource.RLIMIT_NOFILE, limits.max_open_files),
         (resource.RLIMIT_CORE, 0),
     ]
+    if nproc:
+        settings.insert(2, (resource.RLIMIT_NPROC, limits.max_processes))
     if limits.cpu_seconds is not None:
         settings.append((resource.RLIMIT_CPU, math.ceil(limits.cpu_seconds)))
     return tuple(settings)
@@ -390,6 +510,8 @@ def build_bwrap_argv(spec: SandboxSpec) -> list[str]:
             plan.other("--symlink", os.readlink(path), path)
         elif os.path.isdir(path):
             plan.ro_bind_once(path)
+    # --dev gives /dev/shm only as a root-owned directory on /dev's unsized tmpfs:
+    # mount a sized, world-writable tmpfs there, as on /tmp.
     tmpfs_size = str(spec.limits.memory_bytes)
     plan.other("--proc", "/proc", "--dev", "/dev")
     plan.tmpfs("/dev/shm", "--perms", "1777", "--size", tmpfs_size)
@@ -502,8 +624,11 @@ def _give_to_sandbox_user(workdir: Path) -> None:
         os.lchown(path, SANDBOX_UID, SANDBOX_GID)
 
 
-def _child_setup(settings: tuple[tuple[int, int], ...], prctl: Callable[..., int] | None, parent: int) -> None:
-    """Runs in the forked child before exec: limits, then die with the grader."""
+def _child_setup(settings: tuple[tuple[int, int], ...], prctl: Callable[..., int] | None, parent: int,
+                 join: Callable[[], None] | None = None) -> None:
+    """Runs in the forked child before exec: join the run's cgroup, limits, then die with the grader."""
+    if join is not None:
+        join()
     for res, value in settings:
         _, hard = resource.getrlimit(res)
         if hard != resource.RLIM_INFINITY:
@@ -520,6 +645,108 @@ def _libc_prctl() -> Callable[..., int] | None:
         return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """A work dir's allocated bytes; ``complete`` is False when the walk stopped at its entry or depth cap."""
+
+    bytes: int
+    entries: int
+    complete: bool
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+
+
+def _open_dir(name: str, dir_fd: int | None = None) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except PermissionError:  # O_NOATIME needs ownership when not root
+        return os.open(name, _DIR_FLAGS & ~getattr(os, "O_NOATIME", 0), dir_fd=dir_fd)
+
+
+def disk_usage(root: Path, *, max_entries: int = DISK_WALK_MAX_ENTRIES,
+               max_depth: int = DISK_WALK_MAX_DEPTH) -> DiskUsage:
+    """Bytes allocated under ``root`` (st_blocks * 512), walked iteratively through directory fds.
+
+    Symlinks are never followed (directories are opened with O_NOFOLLOW
+    relative to their parent's fd, so a directory swapped for a symlink
+    mid-walk is skipped); a file with several hard links counts once; at most
+    ``max_depth`` directory fds are open at once.  Entries that vanish during
+    the walk are skipped.
+    """
+    try:
+        top = _open_dir(str(root))
+    except OSError:
+        return DiskUsage(0, 0, True)
+    total = os.fstat(top).st_blocks * 512
+    entries = 0
+    seen: set[tuple[int, int]] = set()
+    stack: list[tuple[int, object]] = []
+    try:
+        stack.append((top, os.scandir(top)))
+    except OSError:
+        os.close(top)
+        return DiskUsage(total, 0, True)
+    try:
+        while stack:
+            fd, it = stack[-1]
+            entry = next(it, None)  # type: ignore[call-overload]
+            if entry is None:
+                it.close()  # type: ignore[attr-defined]
+                os.close(fd)
+                stack.pop()
+                continue
+            entries += 1
+            if entries > max_entries:
+                return DiskUsage(total, entries, False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += st.st_blocks * 512
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if len(stack) >= max_depth:
+                return DiskUsage(total, entries, False)
+            try:
+                child = _open_dir(entry.name, dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                stack.append((child, os.scandir(child)))
+            except OSError:
+                os.close(child)
+    finally:
+        for fd, it in stack:
+            it.close()  # type: ignore[attr-defined]
+            os.close(fd)
+    return DiskUsage(total, entries, True)
+
+
+class _DiskWatcher:
+    """Measures the work dir now and then; says when it is over its cap."""
+
+    def __init__(self, root: Path, cap: int) -> None:
+        self._root = root
+        self._cap = cap
+        self.next_at = 0.0  # monotonic time of the next walk: the first is at once
+        self.last: DiskUsage | None = None
+
+    def over(self, now: float) -> bool:
+        if now < self.next_at:
+            return False
+        began = time.monotonic()
+        self.last = disk_usage(self._root)
+        took = time.monotonic() - began
+        self.next_at = time.monotonic() + max(DISK_POLL_S, took / DISK_WALK_SHARE)
+        return not self.last.complete or self.last.bytes > self._cap
 
 
 class _CappedLog:
@@ -558,8 +785,9 @@ class _Stopper:
     Signals go through pidfds, so a recycled pid is never hit.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], isolation: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], isolation: str, group: cgroup.Group | None = None) -> None:
         self._proc = proc
+        self._group = group
         self._bwrap = isolation == "bwrap"
         self._init_fd: int | None = None
         self._namespace: str | None = None
@@ -583,6 +811,8 @@ class _Stopper:
                 self._proc.kill()
         elif self._proc.returncode is None:
             _killpg(self._proc.pid, signal.SIGKILL)
+        if self._group is not None:
+            self._group.kill_all(CGROUP_KILL_TIMEOUT_S)  # whatever left the group or namespace
 
     def after_exit(self) -> None:
         """The command has exited but is not reaped yet: make sure nothing it started lives on."""
@@ -592,6 +822,8 @@ class _Stopper:
         elif self._init_fd is not None:
             # The namespace is gone once its init has exited (the kernel kills the rest first).
             select.select([self._init_fd], [], [], INIT_EXIT_WAIT_S)
+        if self._group is not None:
+            self._group.kill_all(CGROUP_KILL_TIMEOUT_S)  # e.g. a setsid escapee in rlimits mode
         self.close()
 
     def close(self) -> None:
@@ -715,8 +947,12 @@ def _supervise(
     started: float,
     spec: SandboxSpec,
     stopper: _Stopper,
-) -> bool:
-    """Copy output to the logs until the command exits; enforce the time box. Returns timed_out."""
+    disk: _DiskWatcher | None = None,
+) -> tuple[bool, bool]:
+    """Copy output to the logs until the command exits; enforce the time box and the disk cap.
+
+    Returns (timed_out, stopped for disk).
+    """
     sel = selectors.DefaultSelector()
     for fd, log in logs:
         os.set_blocking(fd, False)
@@ -727,10 +963,15 @@ def _supervise(
     deadline = started + spec.time_limit_s
     kill_at = math.inf
     timed_out = False
+    disk_stopped = False
     try:
         while not _has_exited(proc.pid):
             now = time.monotonic()
-            if not timed_out and now >= deadline:
+            if disk is not None and not disk_stopped and disk.over(now):
+                disk_stopped = True
+                stopper.kill()  # no grace: every second of it could be more bytes
+                kill_at = math.inf
+            if not timed_out and not disk_stopped and now >= deadline:
                 timed_out = True
                 stopper.terminate()
                 kill_at = now + spec.grace_s
@@ -738,6 +979,9 @@ def _supervise(
                 stopper.kill()
                 kill_at = math.inf
             next_event = kill_at if timed_out else deadline
+            if disk is not None and not disk_stopped:
+                next_event = min(next_event, disk.next_at)
+            now = time.monotonic()
             _pump(sel, max(0.0, min(next_event - now, 0.5)))
         if pid_fd is not None:
             sel.unregister(pid_fd)
@@ -753,7 +997,7 @@ def _supervise(
         sel.close()
         if pid_fd is not None:
             os.close(pid_fd)
-    return timed_out
+    return timed_out, disk_stopped
 
 
 def _exit_status(returncode: int, isolation: str) -> tuple[int | None, int | None]:
@@ -772,15 +1016,16 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
     65534 cannot reach) and SandboxUnavailableError when ``isolation="bwrap"``
     is asked for but unusable.  Whatever the command does, the call returns
     within about ``time_limit_s + grace_s + 1`` seconds.  At the time limit
-    every sandboxed process gets SIGTERM, and SIGKILL ``grace_s`` later.  If
-    the grader is interrupted (KeyboardInterrupt or any exception) the sandbox
-    is killed before the exception propagates; if the grader process dies, the
-    sandbox dies with it.
+    every sandboxed process gets SIGTERM, and SIGKILL ``grace_s`` later.  Over
+    the disk cap, everything gets SIGKILL at once.  If the grader is interrupted
+    (KeyboardInterrupt or any exception) the sandbox is killed before the
+    exception propagates; if the grader process dies, the sandbox dies with it.
 
     Under bubblewrap nothing the command started survives the call.  Without
-    it, the process group is killed, but a process that left the group
-    (``setsid``) is out of reach, and when the grader is killed only the direct
-    child dies with it.
+    it, the process group is killed, and where the run has a cgroup so is
+    everything else in it (a process that left the group with ``setsid``
+    included); without a cgroup such a process is out of reach, and when the
+    grader is killed only the direct child dies with it.
 
     When the grader is root, ``workdir`` is chowned to uid/gid 65534 first
     (symlinks and multiply-linked files excepted).
@@ -802,8 +1047,8 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
     stdout_log = _CappedLog(spec.stdout_path, spec.log_cap_bytes)
     stderr_log = _CappedLog(spec.stderr_path, spec.log_cap_bytes)
     prctl = _libc_prctl() if isolation != "bwrap" else None
-    setup = functools.partial(_child_setup, rlimit_settings(spec.limits), prctl, os.getpid())
     started = time.monotonic()
+    group: cgroup.Group | None = None
     try:
         executable = _resolve_command(spec.command[0], spec.env, spec.workdir)
         if executable is None or not os.path.isfile(executable):
@@ -812,6 +1057,10 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
             else:
                 missing = f"command not found on PATH {spec.env.get('PATH', os.defpath)!r}: {spec.command[0]!r}"
             return _not_started(spec, isolation, started, missing)
+        group, cgroup_line = _make_group(spec.limits, isolation)
+        has_pids = group is not None and "pids" in group.dirs
+        setup = functools.partial(_child_setup, rlimit_settings(spec.limits, nproc=not has_pids), prctl,
+                                  os.getpid(), group.join if group is not None else None)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -821,29 +1070,38 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=setup,
+                # Safe with the scheduler's threads: the hook makes only system calls on objects built before the
+                # fork (no imports, no locks), and joining the cgroup must happen before exec.
+                preexec_fn=setup,  # noqa: PLW1509
                 close_fds=True,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            return _not_started(spec, isolation, started, f"could not start {argv[0]}: {exc}")
+            return _not_started(spec, isolation, started, f"could not start {argv[0]}: {exc}", cgroup_line)
         assert proc.stdout is not None and proc.stderr is not None
         stdout_fd, stderr_fd = os.dup(proc.stdout.fileno()), os.dup(proc.stderr.fileno())
         proc.stdout.close()
         proc.stderr.close()
         for fd in (stdout_fd, stderr_fd):
             _grow_pipe(fd)
-        stopper = _Stopper(proc, isolation)
+        stopper = _Stopper(proc, isolation, group)
+        disk = None
         try:
-            timed_out = _supervise(proc, [(stdout_fd, stdout_log), (stderr_fd, stderr_log)], started, spec, stopper)
+            timed_out, disk_stopped = _supervise(
+                proc, [(stdout_fd, stdout_log), (stderr_fd, stderr_log)], started, spec, stopper, disk
+            )
         except BaseException:
             stopper.kill()
             stopper.after_exit()
             proc.wait()
             raise
         wall = time.monotonic() - started
+        stats = group.stats() if group is not None else None
     finally:
         stdout_log.close()
         stderr_log.close()
+        if group is not None:
+            group.kill_all(CGROUP_KILL_TIMEOUT_S)
+            group.remove()
     exit_code, sig = _exit_status(proc.returncode, isolation)
     return SandboxResult(
         exit_code=exit_code,
@@ -856,10 +1114,33 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
         stdout_truncated=stdout_log.truncated,
         stderr_truncated=stderr_log.truncated,
         error=None,
+        limit_exceeded=classify_limit(disk_stopped=disk_stopped, stats=stats, sig=sig),
+        peak_memory_bytes=stats.peak_memory_bytes if stats is not None else None,
+        cgroup=cgroup_line,
+        process_limit="pids.max" if has_pids else "RLIMIT_NPROC",
     )
 
 
-def _not_started(spec: SandboxSpec, isolation: str, started: float, error: str) -> SandboxResult:
+def group_limits(limits: Limits, isolation: str) -> tuple[int, int]:
+    """The run's cgroup limits: (memory bytes, pids.max); bubblewrap's own two processes count in pids."""
+    return limits.memory_bytes, limits.max_processes + (BWRAP_OWN_TASKS if isolation == "bwrap" else 0)
+
+
+def _make_group(limits: Limits, isolation: str) -> tuple[cgroup.Group | None, str]:
+    """The run's cgroup and the line SandboxResult.cgroup gets; (None, "none: <reason>") without one."""
+    support = cgroup.CgroupSupport.none("mutant")
+    if not support.available:
+        return None, support.describe()
+    memory, pids_max = group_limits(limits, isolation)
+    try:
+        group = cgroup.Group.create(memory, pids_max, support=support)
+    except OSError as exc:
+        return None, f"none: {exc}"
+    return group, group.describe()
+
+
+def _not_started(spec: SandboxSpec, isolation: str, started: float, error: str,
+                 cgroup_line: str = "none: not started") -> SandboxResult:
     return SandboxResult(
         exit_code=None,
         signal=None,
@@ -871,6 +1152,7 @@ def _not_started(spec: SandboxSpec, isolation: str, started: float, error: str) 
         stdout_truncated=False,
         stderr_truncated=False,
         error=error,
+        cgroup=cgroup_line,
     )
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Callable, Generic, Protocol, Sequence, TypeVar
 
 from grader.result import Slot
+from grader.errors import GraderError
 
 J = TypeVar("J")
 R = TypeVar("R")
 
 
-class SlotError(ValueError):
+class SlotError(GraderError, ValueError):
     """A --gpus/--per-gpu/--jobs combination that names no usable slot."""
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from grader import export, grade
 from grader.feedback import visible_checks
 from grader.result import Result, read_result
+from grader.text import terminal_text
 
 CHECK_DIR = "grader-check"  # under the system temp dir: never inside the repository being graded
 
@@ -31,11 +33,13 @@ def grade_repo(path: Path, rubric: Path, *, time_limit: float | None, console: C
 def score_table(result: Result) -> Table:
     """The visible checks with their points and what to do next."""
     checks = visible_checks(result, "student", None, None)
-    table = Table(title=f"{result.student_id}: {result.status} ({result.message})", show_lines=True)
+    title = terminal_text(f"{result.student_id}: {result.status} ({result.message})", 300)
+    table = Table(title=Text(title), show_lines=True)
     for column in ("check", "points", "status", "what to do"):
         table.add_column(column, overflow="fold")
     for check in checks:
-        table.add_row(check.title, f"{check.points:g}/{check.max_points:g}", check.status, check.message)
+        cells = (check.title, f"{check.points:g}/{check.max_points:g}", check.status, check.message)
+        table.add_row(*(Text(terminal_text(cell, 2000)) for cell in cells))
     earned, possible = sum(c.points for c in checks), sum(c.max_points for c in checks)
     table.caption = f"score {earned:g}/{possible:g} on the visible checks"
     return table
@@ -46,7 +50,7 @@ def check_main(*, path: Path, rubric: Path, time_limit: float | None = None, con
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     result, folder = grade_repo(path, rubric, time_limit=time_limit, console=Console(stderr=True))
     console.print(score_table(result))
-    console.print(f"feedback: {folder / 'feedback.md'}")
+    console.print(f"feedback: {folder / 'feedback.md'}", markup=False, highlight=False)
     checks = visible_checks(result, "student", None, None)
     return 0 if checks and all(c.status == "pass" for c in checks) else 1
 

@@ -15,7 +15,13 @@ from grader.sandbox import Limits, SandboxSpec
 
 MIB = 1024 * 1024
 OUTPUT_SUBDIR = "outputs"
+NOTEBOOK_SUBDIR = ".grader"  # where the notebook runner writes, inside the work dir
+EXECUTED_NOTEBOOK = "executed.ipynb"
+NOTEBOOK_SUMMARY = "notebook.json"
+EVAL_MODEL = "model.keras"
+EVAL_PREDICTIONS = "predictions.npy"
 EVAL_REPORT = "report.json"
+DEFAULT_EVAL_TIME_LIMIT_S = 120.0  # per model, when the rubric's limits name no eval_time_limit_s
 GRACE_S = 1.5  # SIGTERM at the limit, SIGKILL this much later: the box holds within 2 s
 BUDGET_MARGIN = 0.9  # the submission is told 90% of its box (less a few seconds), so it can finish writing
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -38,12 +44,34 @@ class Layout:
         return self.work / OUTPUT_SUBDIR
 
     @property
+    def notebook_files(self) -> Path:
+        """Where the notebook runner writes its executed notebook and summary (inside the sandbox's tree)."""
+        return self.work / NOTEBOOK_SUBDIR
+
+    @property
+    def collected(self) -> Path:
+        """The grader's own copy of what it reads from the sandbox's tree (grader.harvest); the only thing read."""
+        return self.root / "collected"
+
+    @property
+    def collected_outputs(self) -> Path:
+        return self.collected / OUTPUT_SUBDIR
+
+    @property
+    def collected_notebook(self) -> Path:
+        return self.collected / "notebook"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
     @property
     def evaluation(self) -> Path:
         return self.root / "eval"
+
+    def evaluation_of(self, search: str) -> Path:
+        """The work dir of one model's evaluation sandbox."""
+        return self.evaluation / search
 
     @property
     def result(self) -> Path:
@@ -61,6 +89,7 @@ class SessionSettings:
     isolation: str
     limits: Limits
     cell_timeout_s: float | None
+    eval_time_limit_s: float  # each model's evaluation gets its own box of this many seconds
     data_dir: Path  # the train split only, written by the grader for this batch
     threads: int  # math-library threads per job: the slot's share of the cores
 
@@ -142,9 +171,8 @@ def plan_submission(layout: Layout, entry_point: str, slot: Slot, settings: Sess
     })
     if entry_point.endswith(".ipynb"):
         command = [sys.executable, "-m", "grader.nbrun", str(layout.work / entry_point),
-                   "--executed", str(layout.work / ".grader" / "executed.ipynb"),
-                   "--html", str(layout.work / ".grader" / "executed.html"),
-                   "--summary", str(layout.work / ".grader" / "notebook.json")]
+                   "--executed", str(layout.notebook_files / EXECUTED_NOTEBOOK),
+                   "--summary", str(layout.notebook_files / NOTEBOOK_SUMMARY)]
         for name, value in notebook_params(layout, settings).items():
             command += ["--param", f"{name}={json.dumps(value)}"]
         if settings.cell_timeout_s:
@@ -155,14 +183,15 @@ def plan_submission(layout: Layout, entry_point: str, slot: Slot, settings: Sess
                  layout.logs / "stderr.log", slot, settings, settings.data_dir)
 
 
-def plan_evaluation(layout: Layout, model_names: Sequence[str], slot: Slot, settings: SessionSettings, images: Path,
-                    time_limit_s: float = 300.0) -> SandboxSpec:
-    """The sandboxed evaluation of the exported models: it gets the models and the test images, never the labels."""
-    eval_dir = layout.evaluation
-    command = [sys.executable, "-m", "grader.evalchild", str(images), str(eval_dir / EVAL_REPORT),
-               *(str(eval_dir / name) for name in model_names)]
-    return _spec(command, eval_dir, base_env(eval_dir, slot, settings), time_limit_s,
-                 layout.logs / "eval.stdout.log", layout.logs / "eval.stderr.log", slot, settings, images.parent)
+def plan_evaluation(layout: Layout, search: str, slot: Slot, settings: SessionSettings, images: Path) -> SandboxSpec:
+    """The sandboxed evaluation of one exported model, in its own box: it gets the model and the test images, never
+    the labels."""
+    eval_dir = layout.evaluation_of(search)
+    command = [sys.executable, "-m", "grader.evalchild", str(images), str(eval_dir / EVAL_MODEL),
+               str(eval_dir / EVAL_PREDICTIONS), str(eval_dir / EVAL_REPORT)]
+    return _spec(command, eval_dir, base_env(eval_dir, slot, settings), settings.eval_time_limit_s,
+                 layout.logs / f"eval-{search}.stdout.log", layout.logs / f"eval-{search}.stderr.log", slot, settings,
+                 images.parent)
 
 
 def _spec(command: Sequence[str], workdir: Path, env: Mapping[str, str], time_limit_s: float, stdout: Path,
@@ -183,12 +212,23 @@ def gpu_devices(slot: Slot) -> tuple[str, ...]:
 
 
 def limits_from_rubric(limits: Mapping[str, int | float]) -> Limits:
-    """Sandbox limits from a rubric's `limits` block (megabytes there), with the sandbox's defaults for the rest."""
+    """Sandbox limits from a rubric's `limits` block (megabytes there), with the sandbox's defaults for the rest.
+
+    `memory_mb` is the run's memory cgroup limit (shared memory and tmpfs files included), `file_size_mb` caps each
+    file, `disk_mb` the whole work dir, `tmpfs_mb` each of the sandbox's /tmp and /dev/shm, and `max_processes`
+    the processes and threads the run may have at once.
+    """
     default = Limits()
+
+    def mib(key: str, fallback: int) -> int:
+        return int(limits[key]) * MIB if key in limits else fallback
+
     return Limits(
-        memory_bytes=int(limits.get("memory_mb", default.memory_bytes // MIB)) * MIB,
-        file_size_bytes=int(limits.get("file_size_mb", default.file_size_bytes // MIB)) * MIB,
+        memory_bytes=mib("memory_mb", default.memory_bytes),
+        file_size_bytes=mib("file_size_mb", default.file_size_bytes),
         max_processes=int(limits.get("max_processes", default.max_processes)),
         max_open_files=default.max_open_files,
         cpu_seconds=default.cpu_seconds,
+        disk_bytes=int(limits["disk_mb"]) * MIB if "disk_mb" in limits else default.disk_bytes,
+        tmpfs_bytes=mib("tmpfs_mb", default.tmpfs_bytes),
     )

@@ -17,6 +17,16 @@ lone script. Staging copies it into a fresh work dir:
 
 A refused submission raises :class:`InvalidSubmissionError` and leaves no work dir.
 :func:`hash_source` gives the hash the staged copy will have, without copying.
+
+Student ids. A submission's student id is its name (a file's without its suffix). It
+names the student's folder under the grader's output folder and is printed, written to
+the gradebook and shown in feedback, so :func:`discover` refuses a name that is not a
+safe id (:func:`student_id_problem`): not valid UTF-8, empty, longer than
+:data:`MAX_ID_CHARS` characters, holding a control, line-separator or invisible
+formatting (bidirectional) character, a ``/`` or ``\\``, starting with ``.``, or equal
+(case-insensitively) to a name the grader writes at the top of its output folder
+(:data:`RESERVED_NAMES`). A refused name does not stop the batch: it is left out and
+reported in ``Discovery.refused`` with a one-line, escaped message.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import re
 import shutil
 import stat
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,6 +45,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from grader.text import display_name
+from grader.errors import GraderError
 
 SubmissionKind = Literal["dir", "zip", "notebook", "script"]
 
@@ -48,12 +62,18 @@ _SUFFIX_KINDS: dict[str, SubmissionKind] = {".zip": "zip", ".ipynb": "notebook",
 _CHUNK = 1024 * 1024
 _MAX_NAME_BYTES = 255
 
+MAX_ID_CHARS = 100
+# What the grader writes at the top of its output folder (grader.gradebook's CSV_FILE and PARQUET_FILE,
+# grader.grade's DATA_DIR, and the gradebook folder name kept free for it): no student id may take one.
+RESERVED_NAMES = frozenset({"grades.csv", "grades.parquet", ".data", "gradebook"})
+_BAD_ID_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
+
 
 class InvalidSubmissionError(ValueError):
     """The submission cannot be staged: an unsafe or oversized zip, an oversized folder, an unreadable archive."""
 
 
-class DuplicateStudentError(ValueError):
+class DuplicateStudentError(GraderError, ValueError):
     """Two entries of the submissions folder map to the same student id."""
 
 
@@ -64,6 +84,32 @@ class Submission:
     student_id: str
     source: Path
     kind: SubmissionKind
+
+
+@dataclass(frozen=True)
+class RefusedSubmission:
+    """An entry of the submissions folder whose name is not a safe student id; it is not graded.
+
+    ``name`` is the entry's name in printable, escaped form (grader.text.display_name);
+    ``message`` the one line to show the instructor, ending with what to do.
+    """
+
+    source: Path
+    name: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return (f"skipped submission '{self.name}': its name {self.reason}, so it cannot be a student id; "
+                f"rename it and grade again")
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What :func:`discover` found: the submissions to grade, sorted by student id, and the entries it refused."""
+
+    submissions: tuple[Submission, ...]
+    refused: tuple[RefusedSubmission, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,26 +145,34 @@ class StagedSubmission:
 # ---------------------------------------------------------------- discovery
 
 
-def discover(path: str | os.PathLike[str], *, entry_points: Sequence[str]) -> list[Submission]:
-    """The submissions at path, sorted by student id.
+def discover(path: str | os.PathLike[str], *, entry_points: Sequence[str]) -> Discovery:
+    """The submissions at path, sorted by student id, and the entries refused for their name.
 
     path is one submission when it is a .zip, .ipynb or .py file, or a folder that
     directly holds one of ``entry_points``; otherwise each child of the folder is one
     (folders, .zip, .ipynb, .py; hidden entries and other files are skipped) and its
-    student id is the child's name without that suffix.
+    student id is the child's name without that suffix. A name that is not a safe
+    student id (see the module docstring) is not graded but listed in ``refused``.
+
+    Raises FileNotFoundError for a missing path, InvalidSubmissionError for a lone file
+    of another kind and DuplicateStudentError for two entries with one student id: all
+    three are about the path the instructor gave, and nothing has been graded yet.
     """
     root = Path(path)
     if not root.exists():
-        raise FileNotFoundError(f"submissions path '{root}' does not exist")
+        raise FileNotFoundError(f"submissions path '{display_name(str(root), 4096)}' does not exist")
     if root.is_file():
         kind = _SUFFIX_KINDS.get(root.suffix.lower())
         if kind is None:
-            raise InvalidSubmissionError(f"'{root}' is not a submission: expected a folder, .zip, .ipynb or .py file")
-        return [Submission(_student_id(root), root, kind)]
+            raise InvalidSubmissionError(
+                f"'{display_name(str(root), 4096)}' is not a submission: expected a folder, .zip, .ipynb or .py file"
+            )
+        return _one(Submission(_student_id(root), root, kind))
     if any((root / name).is_file() for name in entry_points):
-        return [Submission(root.resolve().name, root, "dir")]
+        return _one(Submission(root.resolve().name, root, "dir"))
 
     found: dict[str, Submission] = {}
+    refused: list[RefusedSubmission] = []
     for child in sorted(root.iterdir()):
         if child.name.startswith("."):
             continue
@@ -128,13 +182,49 @@ def discover(path: str | os.PathLike[str], *, entry_points: Sequence[str]) -> li
             sub = Submission(_student_id(child), child, _SUFFIX_KINDS[child.suffix.lower()])
         else:
             continue
+        problem = student_id_problem(sub.student_id)
+        if problem is not None:
+            refused.append(RefusedSubmission(child, display_name(child.name), problem))
+            continue
         if sub.student_id in found:
             other = found[sub.student_id].source.name
             raise DuplicateStudentError(
-                f"two submissions for student '{sub.student_id}' in '{root}': '{other}' and '{child.name}'"
+                f"two submissions for student '{sub.student_id}' in '{display_name(str(root), 4096)}': "
+                f"'{other}' and '{child.name}'"
             )
         found[sub.student_id] = sub
-    return [found[student_id] for student_id in sorted(found)]
+    return Discovery(tuple(found[student_id] for student_id in sorted(found)), tuple(refused))
+
+
+def _one(sub: Submission) -> Discovery:
+    problem = student_id_problem(sub.student_id)
+    if problem is None:
+        return Discovery((sub,))
+    return Discovery((), (RefusedSubmission(sub.source, display_name(sub.source.name), problem),))
+
+
+def student_id_problem(student_id: str) -> str | None:
+    """Why student_id is not a safe student id, as the end of 'its name ...'; None when it is one.
+
+    The id is a name as ``os.fsdecode`` gives it: bytes that are not UTF-8 are lone surrogates.
+    """
+    if not student_id:
+        return "is empty"
+    try:
+        student_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if len(student_id) > MAX_ID_CHARS:
+        return f"is longer than {MAX_ID_CHARS} characters"
+    if any(unicodedata.category(ch) in _BAD_ID_CATEGORIES for ch in student_id):
+        return "holds a control, line-separator or invisible formatting character"
+    if "/" in student_id or "\\" in student_id:
+        return "holds a '/' or '\\'"
+    if student_id.startswith("."):
+        return "starts with '.'"
+    if student_id.casefold() in {name.casefold() for name in RESERVED_NAMES}:
+        return f"is '{student_id}', a name the grader uses for its own files in the output folder"
+    return None
 
 
 def _student_id(file: Path) -> str:

@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+from grader.errors import GraderError
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::\s*(?P<hint>.+?))?\s*$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
@@ -17,7 +18,7 @@ STUBBED = ("tuning.py", "assignment.ipynb")  # reference files whose solution re
 IGNORED = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", "outputs"}
 
 
-class TemplateError(ValueError):
+class TemplateError(GraderError, ValueError):
     """A reference file whose solution markers cannot be turned into stubs."""
 
 

@@ -4,18 +4,33 @@ Judging only: nothing here runs, imports or loads student code or Keras. A model
 checked by looking inside its zip, a plot by its first bytes. Every problem with the
 content becomes a `Violation` (file, where, message); only a missing output dir raises.
 
-A hostile or broken output dir must not stall the grader, so text files larger than
-`MAX_TEXT_BYTES` are refused, YAML aliases are refused (no alias bombs) and each file
-lists at most `MAX_VIOLATIONS_PER_FILE` violations plus one line counting the rest.
+Each file's checker has a bytes entry point (`check_search_spaces_bytes`,
+`read_trials_bytes`, `check_comparison_bytes`, `check_answers_bytes`) and, where a
+caller holds parsed content, a document one (`check_search_spaces_doc`,
+`check_answers_doc`); the path functions are thin wrappers that read the file (never
+through a symbolic link, never a FIFO or device) and call them. grader.evidence reads
+each file once and calls the bytes or document entry points.
+
+A hostile or broken output dir must not stall or crash the grader. Text files larger than
+`MAX_TEXT_BYTES` (answers.yaml: `MAX_YAML_BYTES`) are refused; JSON and YAML are parsed
+by grader.parse within its bounds (integers of at most 64 digits, nesting at most 64
+levels deep, no YAML aliases or anchors); trials.jsonl is read up to `MAX_TRIAL_LINES`
+lines and `MAX_TRIAL_VALUES` values, comparison.csv up to `MAX_CSV_ROWS` rows, and one
+violation says where reading stopped; each file lists at most `MAX_VIOLATIONS_PER_FILE`
+violations plus one line counting the rest; every value quoted in a message is cut short
+(grader.parse.show_value).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import io
-import json
 import math
+import os
+import re
+import stat
 import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,15 +38,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functools import lru_cache
+from itertools import islice
+
 import jsonschema
-import yaml
 
 from grader import contract
 from grader.jsonio import finite_number, json_path, load_schema
+from grader.parse import (
+    MAX_INT_DIGITS,
+    BoundedParseError,
+    load_json,
+    load_yaml,
+    one_line,
+    show_value,
+    too_large,
+)
 
 MAX_TEXT_BYTES = 16 * 1024 * 1024
+MAX_YAML_BYTES = 256 * 1024  # answers.yaml: a few KiB of answers; PyYAML reads about 200 KiB/s
 MAX_VIOLATIONS_PER_FILE = 1000
 MAX_MESSAGE_CHARS = 300
+MAX_TRIAL_LINES = 10_000  # non-blank lines of trials.jsonl looked at
+MAX_TRIAL_VALUES = 300_000  # JSON values (numbers, strings, lists, ...) of trials.jsonl checked, all lines together
+MAX_DOC_VALUES = 100_000  # JSON/YAML values of search_spaces.json or answers.yaml checked
+MAX_CSV_ROWS = 100  # rows of comparison.csv read (it has one per search)
+MAX_CSV_COLUMNS = 100  # cells of one comparison.csv row looked at
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KERAS_ARCHIVE_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
@@ -72,10 +104,6 @@ class ValidationReport:
         return not self.violations
 
 
-class _FileProblem(ValueError):
-    """A file could not be read as text (missing, not a file, too large, unreadable, not UTF-8)."""
-
-
 # ---------------------------------------------------------------------------------------------
 # The whole dir
 
@@ -92,9 +120,9 @@ def validate_output_dir(
 
     violations: list[Violation] = []
     violations += check_search_spaces(root / contract.SEARCH_SPACES_FILE)
-    _, trial_violations, trial_searches = _read_trials(root / contract.TRIALS_FILE)
-    violations += trial_violations
-    violations += check_comparison(root / contract.COMPARISON_FILE, trial_searches)
+    trials = _read_trials(root / contract.TRIALS_FILE)
+    violations += trials.violations
+    violations += check_comparison(root / contract.COMPARISON_FILE, trials.searches)
     violations += check_answers(root / contract.ANSWERS_FILE)
     for search in searches:
         violations += check_keras_archive(root, contract.best_model_path(search))
@@ -107,18 +135,28 @@ def validate_output_dir(
 
 
 def check_search_spaces(path: Path) -> list[Violation]:
-    """Violations of search_spaces.json: syntax, non-finite numbers, schema, and the rules a schema can't state."""
-    name = path.name
+    """Violations of the search_spaces.json at path (see check_search_spaces_bytes)."""
     try:
-        doc = json.loads(_read_text(path))
-    except _FileProblem as exc:
-        return [Violation(name, "", str(exc))]
-    except json.JSONDecodeError as exc:
-        return [Violation(name, f"line {exc.lineno}, column {exc.colno}", f"not valid JSON: {_json_problem(exc)}")]
-    except RecursionError:
-        return [Violation(name, "", "nested too deeply to read")]
+        data = read_regular(path, MAX_TEXT_BYTES)
+    except FileProblem as exc:
+        return [Violation(path.name, "", str(exc))]
+    return check_search_spaces_bytes(data, path.name)
 
-    found = [(where, message) for where, message in _nonfinite(doc)]
+
+def check_search_spaces_bytes(data: bytes, name: str = contract.SEARCH_SPACES_FILE) -> list[Violation]:
+    """Violations of search_spaces.json's content: syntax, bounds, non-finite numbers, schema, the rules beyond it."""
+    try:
+        doc = load_json(data, max_bytes=MAX_TEXT_BYTES)
+    except BoundedParseError as exc:
+        return [Violation(name, exc.where, exc.message)]
+    return check_search_spaces_doc(doc, name)
+
+
+def check_search_spaces_doc(doc: Any, name: str = contract.SEARCH_SPACES_FILE) -> list[Violation]:
+    """Violations of a parsed search_spaces.json (one whose hyperparameter names the caller renamed, say)."""
+    found, count = _nonfinite(doc, MAX_DOC_VALUES)
+    if count > MAX_DOC_VALUES:
+        return [Violation(name, "", _too_many_values(MAX_DOC_VALUES))]
     skip = {where for where, _ in found}
     found += [(where, message) for where, message in _schema_findings(doc, "search_spaces") if where not in skip]
     found += [(json_path(parts), message) for parts, message in search_space_rules(doc)]
@@ -143,7 +181,8 @@ def search_space_rules(doc: Any) -> list[tuple[JsonPath, str]]:
         if isinstance(varied, dict) and isinstance(fixed, dict):
             for hp in fixed:
                 if hp in varied:
-                    found.append(((search, "fixed", hp), f"{hp} is both in {varied_key} and in fixed of {search}"))
+                    shown = _name(hp, quote=False)
+                    found.append(((search, "fixed", hp), f"{shown} is both in {varied_key} and in fixed of {search}"))
     return found
 
 
@@ -153,9 +192,9 @@ def _range_rules(at: JsonPath, spec: Any) -> list[tuple[JsonPath, str]]:
     low, high = spec.get("min"), spec.get("max")
     found: list[tuple[JsonPath, str]] = []
     if finite_number(low) and finite_number(high) and low > high:
-        found.append(((*at, "min"), f"min {low} is greater than max {high}"))
+        found.append(((*at, "min"), f"min {show_value(low)} is greater than max {show_value(high)}"))
     if spec.get("sampling") == "log" and finite_number(low) and low <= 0:
-        found.append(((*at, "min"), f"a log-sampled range needs min > 0, got {low}"))
+        found.append(((*at, "min"), f"a log-sampled range needs min > 0, got {show_value(low)}"))
     return found
 
 
@@ -163,45 +202,89 @@ def _range_rules(at: JsonPath, spec: Any) -> list[tuple[JsonPath, str]]:
 # trials.jsonl
 
 
+@dataclass(frozen=True)
+class TrialLines:
+    """What read_trials_bytes found: the trials that break no rule with their line numbers, and the violations.
+
+    ``searches`` are the searches named by lines that parse (None when the file could not be read).
+    """
+
+    records: tuple[dict[str, Any], ...]
+    lines: tuple[int, ...]
+    violations: tuple[Violation, ...]
+    searches: frozenset[str] | None
+
+
 def read_trials(path: str | Path) -> tuple[list[dict[str, Any]], list[Violation]]:
     """The trials of a trials.jsonl file that break no rule, in file order, and the violations of the rest.
 
-    Blank lines are skipped. A line with any violation (bad JSON, NaN, schema, a repeated
-    (search, trial_id), history lists of unequal length, status and metrics at odds) is left
-    out of the trials; the first line of a repeated id is kept. A missing file is a violation.
+    A missing or unreadable file is a violation; see read_trials_bytes for the rest.
     """
-    trials, violations, _ = _read_trials(Path(path))
-    return trials, violations
+    result = _read_trials(Path(path))
+    return list(result.records), list(result.violations)
 
 
-def _read_trials(path: Path) -> tuple[list[dict[str, Any]], list[Violation], set[str] | None]:
-    """read_trials, plus the searches named by lines that parse (None when the file could not be read)."""
-    name = path.name
+def _read_trials(path: Path) -> TrialLines:
     try:
-        raw = _read_bytes(path)
-    except _FileProblem as exc:
-        return [], [Violation(name, "", str(exc))], None
+        data = read_regular(path, MAX_TEXT_BYTES)
+    except FileProblem as exc:
+        return TrialLines((), (), (Violation(path.name, "", str(exc)),), None)
+    return read_trials_bytes(data, path.name)
 
-    trials: list[dict[str, Any]] = []
+
+_CONTENT = re.compile(rb"[^ \t\r\n\x0b\x0c]")  # what makes a line non-blank (bytes.strip's whitespace)
+
+
+def read_trials_bytes(data: bytes, name: str = contract.TRIALS_FILE, *,
+                      transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> TrialLines:
+    """The trials in trials.jsonl's content that break no rule, with their line numbers, and the violations.
+
+    Blank lines are skipped. A line with any violation (bad JSON, a refused bound, NaN,
+    schema, a repeated (search, trial_id), history lists of unequal length, status and
+    metrics at odds) is left out of the trials; the first line of a repeated id is kept.
+    transform, when given, is applied to each line's object before it is checked (the
+    grader renames hyperparameter aliases this way). Reading stops, with one violation
+    saying so, after MAX_TRIAL_LINES non-blank lines or MAX_TRIAL_VALUES values.
+    Linear in the size of data: one schema validator, each line parsed once.
+    """
+    if len(data) > MAX_TEXT_BYTES:
+        return TrialLines((), (), (Violation(name, "", too_large(len(data), MAX_TEXT_BYTES)),), None)
+    records: list[dict[str, Any]] = []
+    kept_lines: list[int] = []
     found: list[Violation] = []
+    stopped: Violation | None = None
     searches: set[str] = set()
     first_line: dict[tuple[str, str], int] = {}
-    chunks = raw.split(b"\n")
-    last_index = len(chunks) - 1  # the text after the last newline: b"" when the file ends with one
-    seen_any = False
-    for index, chunk in enumerate(chunks):
-        if not chunk.strip():
-            continue
-        seen_any = True
-        line_no = index + 1
-        parsed, problems = _parse_trial_line(chunk, line_no, cut_off=index == last_index)
+    pos, line_at_pos, looked, budget = 0, 1, 0, MAX_TRIAL_VALUES
+    size = len(data)
+    while True:
+        match = _CONTENT.search(data, pos)
+        if match is None:
+            break
+        start = data.rfind(b"\n", pos, match.start()) + 1 or pos
+        line_no = line_at_pos + data.count(b"\n", pos, start)
+        end = data.find(b"\n", match.start())
+        end = size if end < 0 else end
+        if looked >= MAX_TRIAL_LINES:
+            stopped = Violation(name, f"line {line_no}", f"the file has more than {MAX_TRIAL_LINES} trial lines; "
+                                                         "this one and the rest were not read")
+            break
+        looked += 1
+        parsed, problems, used = _parse_trial_line(data[start:end], line_no, cut_off=end == size, budget=budget,
+                                                   transform=transform)
+        budget -= used
+        if budget < 0:
+            stopped = Violation(name, f"line {line_no}", f"the trials hold more than {MAX_TRIAL_VALUES} values; "
+                                                         "this line and the rest were not read")
+            break
+        pos, line_at_pos = end + 1, line_no + 1
         if parsed is _UNPARSED:
             found += [Violation(name, where, message) for where, message in problems]
             continue
         record: Any = parsed
         if isinstance(record, dict):
             search, trial_id = record.get("search"), record.get("trial_id")
-            if search in contract.SEARCHES:
+            if isinstance(search, str) and search in contract.SEARCHES:
                 searches.add(search)
             if isinstance(search, str) and isinstance(trial_id, str):
                 first = first_line.setdefault((search, trial_id), line_no)
@@ -209,41 +292,50 @@ def _read_trials(path: Path) -> tuple[list[dict[str, Any]], list[Violation], set
                     problems.append(
                         (
                             f"line {line_no}: $.trial_id",
-                            f"duplicate trial_id '{trial_id}' in search {search} (first on line {first})",
+                            f"duplicate trial_id {_name(trial_id)} in search {_name(search, quote=False)} "
+                            f"(first on line {first})",
                         )
                     )
         if not problems:
-            trials.append(record)
+            records.append(record)
+            kept_lines.append(line_no)
         found += [Violation(name, where, message) for where, message in problems]
-    if not seen_any:
+    if not looked:
         found.append(Violation(name, "", "file has no trials"))
-    return trials, _capped(name, found), searches
+    violations = _capped(name, found) + ([stopped] if stopped else [])
+    return TrialLines(tuple(records), tuple(kept_lines), tuple(violations), frozenset(searches))
 
 
 _UNPARSED = object()
 
 
-def _parse_trial_line(chunk: bytes, line_no: int, *, cut_off: bool) -> tuple[Any, list[tuple[str, str]]]:
-    """One line's value (or _UNPARSED) and its violations: JSON, non-finite numbers, schema, trial rules."""
+def _parse_trial_line(chunk: bytes, line_no: int, *, cut_off: bool, budget: int,
+                      transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                      ) -> tuple[Any, list[tuple[str, str]], int]:
+    """One line's value (or _UNPARSED), its violations and how many values it holds (budget + 1 when over budget)."""
     where = f"line {line_no}"
     try:
         text = chunk.decode("utf-8")
     except UnicodeDecodeError:
-        return _UNPARSED, [(where, "not UTF-8 text")]
+        return _UNPARSED, [(where, "not UTF-8 text")], 0
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = f"not valid JSON: {_json_problem(exc)} at column {exc.colno}"
-        if cut_off:
-            message += "; it is the last line and has no newline, so the run was probably stopped while writing it"
-        return _UNPARSED, [(where, message)]
-    except RecursionError:
-        return _UNPARSED, [(where, "nested too deeply to read")]
-    found = _nonfinite(record)
+        record = load_json(text, max_bytes=MAX_TEXT_BYTES)
+    except BoundedParseError as exc:
+        message = exc.message
+        if exc.column is not None:
+            message += f" at column {exc.column}"
+            if cut_off:
+                message += "; it is the last line and has no newline, so the run was probably stopped while writing it"
+        return _UNPARSED, [(where, message)], 0
+    found, count = _nonfinite(record, budget)
+    if count > budget:
+        return _UNPARSED, [], count
+    if transform is not None and isinstance(record, dict):
+        record = transform(record)
     skip = {p for p, _ in found}
     found += [(p, m) for p, m in _schema_findings(record, "trial", _skip_conditional) if p not in skip]
     found += [(json_path(parts), m) for parts, m in trial_rules(record)]
-    return record, [(f"{where}: {p}", m) for p, m in found]
+    return record, [(f"{where}: {p}", m) for p, m in found], count
 
 
 def trial_rules(record: Any) -> list[tuple[JsonPath, str]]:
@@ -255,7 +347,9 @@ def trial_rules(record: Any) -> list[tuple[JsonPath, str]]:
     if isinstance(history, dict):
         lengths = {key: len(value) for key, value in history.items() if isinstance(value, list)}
         if len(set(lengths.values())) > 1:
-            listed = ", ".join(f"{key} {n}" for key, n in lengths.items())
+            listed = ", ".join(f"{_name(key, quote=False)} {n}" for key, n in list(lengths.items())[:10])
+            if len(lengths) > 10:
+                listed += f" and {len(lengths) - 10} more"
             found.append((("history",), f"history lists differ in length ({listed})"))
     status = record.get("status")
     if status in contract.TRIAL_STATUSES:
@@ -266,7 +360,7 @@ def trial_rules(record: Any) -> list[tuple[JsonPath, str]]:
             if status == "COMPLETED" and value is None:
                 found.append(((key,), "a COMPLETED trial needs a number here, got null"))
             elif status != "COMPLETED" and finite_number(value):
-                found.append(((key,), f"a {status} trial has null here, got {value}"))
+                found.append(((key,), f"a {status} trial has null here, got {show_value(value)}"))
     return found
 
 
@@ -279,34 +373,62 @@ def _skip_conditional(error: jsonschema.ValidationError) -> bool:
 # comparison.csv
 
 
-def check_comparison(path: Path, trial_searches: set[str] | None) -> list[Violation]:
-    """Violations of comparison.csv: exact header, numeric cells, one row per search that has trials.
+def check_comparison(path: Path, trial_searches: Iterable[str] | None) -> list[Violation]:
+    """Violations of the comparison.csv at path (see check_comparison_bytes)."""
+    try:
+        data = read_regular(path, MAX_TEXT_BYTES)
+    except FileProblem as exc:
+        return [Violation(path.name, "", str(exc))]
+    return check_comparison_bytes(data, trial_searches, path.name)
+
+
+def comparison_rows(data: bytes) -> list[tuple[int, list[str]]]:
+    """The non-empty rows of comparison.csv's content with their line numbers, at most MAX_CSV_ROWS + 1 of them.
+
+    Raises FileProblem when the content is not UTF-8 and csv.Error when it is not CSV.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileProblem(f"not UTF-8 text (byte {exc.start})") from exc
+    return list(islice(_csv_rows(text), MAX_CSV_ROWS + 1))
+
+
+def check_comparison_bytes(data: bytes, trial_searches: Iterable[str] | None,
+                           name: str = contract.COMPARISON_FILE) -> list[Violation]:
+    """Violations of comparison.csv's content: exact header, numeric cells, one row per search that has trials.
 
     trial_searches are the searches trials.jsonl names; None when it could not be read (no cross-check).
     """
-    name = path.name
+    searches_with_trials = None if trial_searches is None else set(trial_searches)
+    if len(data) > MAX_TEXT_BYTES:
+        return [Violation(name, "", too_large(len(data), MAX_TEXT_BYTES))]
     try:
-        text = _read_text(path, encoding="utf-8-sig")
-    except _FileProblem as exc:
+        rows = comparison_rows(data)
+    except FileProblem as exc:
         return [Violation(name, "", str(exc))]
-    try:
-        rows = list(_csv_rows(text))
     except csv.Error as exc:
-        return [Violation(name, "", f"not valid CSV: {exc}")]
+        return [Violation(name, "", f"not valid CSV: {_shorten(str(exc))}")]
     if not rows:
         return [Violation(name, "", "file is empty")]
+    stopped = None
+    if len(rows) > MAX_CSV_ROWS:
+        line_no = rows[-1][0]
+        rows = rows[:-1]
+        stopped = Violation(name, f"line {line_no}", f"the file has more than {MAX_CSV_ROWS} rows; "
+                                                     "this one and the rest were not read")
 
     found: list[Violation] = []
     _, header = rows[0]
     expected = list(contract.COMPARISON_COLUMNS)
     if header != expected:
         missing = [c for c in expected if c not in header]
-        unexpected = [c for c in header if c not in expected]
+        unexpected = [c for c in header[:MAX_CSV_COLUMNS] if c not in expected]
         detail = "; ".join(
             part
             for part in (
                 f"missing {', '.join(missing)}" if missing else "",
-                f"unexpected {', '.join(unexpected)}" if unexpected else "",
+                f"unexpected {_names(unexpected, len(header) - MAX_CSV_COLUMNS)}" if unexpected else "",
                 "columns out of order" if not missing and not unexpected else "",
             )
             if part
@@ -318,12 +440,12 @@ def check_comparison(path: Path, trial_searches: set[str] | None) -> list[Violat
         where = f"line {line_no}"
         if len(cells) != len(header):
             found.append(Violation(name, where, f"has {len(cells)} cells, the header has {len(header)}"))
-        row = dict(zip(header, cells))
+        row = dict(zip(header[:MAX_CSV_COLUMNS], cells[:MAX_CSV_COLUMNS]))
         search = row.get("search")
         if search is not None:
             if search not in contract.SEARCHES:
                 found.append(
-                    Violation(name, f"{where}: search", f"'{search}' is not one of {', '.join(contract.SEARCHES)}")
+                    Violation(name, f"{where}: search", f"{_name(search)} is not one of {', '.join(contract.SEARCHES)}")
                 )
             elif search in row_of:
                 found.append(
@@ -331,7 +453,7 @@ def check_comparison(path: Path, trial_searches: set[str] | None) -> list[Violat
                 )
             else:
                 row_of[search] = line_no
-                if trial_searches is not None and search not in trial_searches:
+                if searches_with_trials is not None and search not in searches_with_trials:
                     found.append(
                         Violation(name, f"{where}: search", f"row for search {search}, which has no trials in trials.jsonl")
                     )
@@ -340,9 +462,9 @@ def check_comparison(path: Path, trial_searches: set[str] | None) -> list[Violat
             if message:
                 found.append(Violation(name, f"{where}: {column}", message))
     for search in contract.SEARCHES:
-        if trial_searches is not None and search in trial_searches and search not in row_of:
+        if searches_with_trials is not None and search in searches_with_trials and search not in row_of:
             found.append(Violation(name, "", f"no row for search {search}, which has trials in trials.jsonl"))
-    return _capped(name, found)
+    return _capped(name, found) + ([stopped] if stopped else [])
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
@@ -352,20 +474,25 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
             yield reader.line_num, cells
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def _csv_cell_problem(column: str, cell: str) -> str | None:
     if column not in _CSV_INT_COLUMNS and column not in _CSV_NUMBER_COLUMNS:
         return None
     if not cell.strip():
         return None if column in _CSV_MAY_BE_EMPTY else f"{column} is empty, it needs a number"
+    if len(_DIGIT.findall(cell, 0, 4 * MAX_INT_DIGITS)) > MAX_INT_DIGITS:
+        return f"{column} has a number with more than {MAX_INT_DIGITS} digits"
     try:
         value = float(cell)
     except ValueError:
         kind = "a whole number" if column in _CSV_INT_COLUMNS else "a number"
         return f"{column} must be {kind}, got '{_shorten(cell, 40)}'"
     if not math.isfinite(value):
-        return f"{column} must be a finite number, got '{cell}'"
+        return f"{column} must be a finite number, got '{_shorten(cell, 40)}'"
     if column in _CSV_INT_COLUMNS and not value.is_integer():
-        return f"{column} must be a whole number, got '{cell}'"
+        return f"{column} must be a whole number, got '{_shorten(cell, 40)}'"
     return None
 
 
@@ -374,29 +501,35 @@ def _csv_cell_problem(column: str, cell: str) -> str | None:
 
 
 def check_answers(path: Path) -> list[Violation]:
-    """Violations of answers.yaml: YAML syntax, aliases, non-finite numbers, the answers schema."""
-    name = path.name
+    """Violations of the answers.yaml at path (see check_answers_bytes)."""
     try:
-        text = _read_text(path)
-    except _FileProblem as exc:
-        return [Violation(name, "", str(exc))]
+        data = read_regular(path, MAX_YAML_BYTES)
+    except FileProblem as exc:
+        return [Violation(path.name, "", str(exc))]
+    return check_answers_bytes(data, path.name)
+
+
+def check_answers_bytes(data: bytes, name: str = contract.ANSWERS_FILE) -> list[Violation]:
+    """Violations of answers.yaml's content: YAML syntax, bounds (aliases, anchors, long integers), the schema."""
     try:
-        alias = next((e for e in yaml.parse(text, Loader=yaml.SafeLoader) if isinstance(e, yaml.AliasEvent)), None)
-        if alias is not None:
-            mark = alias.start_mark
-            return [Violation(name, f"line {mark.line + 1}, column {mark.column + 1}", "YAML aliases (*name) are not allowed")]
-        doc = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return [Violation(name, where, f"not valid YAML: {exc.problem or exc.context}")]
-    except yaml.YAMLError as exc:
-        return [Violation(name, "", f"not valid YAML: {_shorten(str(exc).splitlines()[0] if str(exc) else 'error')}")]
-    except RecursionError:
-        return [Violation(name, "", "nested too deeply to read")]
+        doc = load_answers(data)
+    except BoundedParseError as exc:
+        return [Violation(name, exc.where, exc.message)]
     if doc is None:
         return [Violation(name, "", "file is empty")]
-    found = _nonfinite(doc)
+    return check_answers_doc(doc, name)
+
+
+def load_answers(data: bytes | str) -> Any:
+    """The YAML document of answers.yaml's content (None when empty), read by grader.parse.load_yaml within bounds."""
+    return load_yaml(data, max_bytes=MAX_YAML_BYTES)
+
+
+def check_answers_doc(doc: Any, name: str = contract.ANSWERS_FILE) -> list[Violation]:
+    """Violations of parsed answers (read from a notebook cell, or with names the caller made canonical)."""
+    found, count = _nonfinite(doc, MAX_DOC_VALUES)
+    if count > MAX_DOC_VALUES:
+        return [Violation(name, "", _too_many_values(MAX_DOC_VALUES))]
     skip = {where for where, _ in found}
     found += [(where, message) for where, message in _schema_findings(doc, "answers") if where not in skip]
     return _capped(name, (Violation(name, where, message) for where, message in found))
@@ -409,15 +542,18 @@ def check_answers(path: Path) -> list[Violation]:
 def check_keras_archive(root: Path, relative: str) -> list[Violation]:
     """Violations of one exported model: it must be a Keras v3 archive (a zip with config, metadata, weights)."""
     path = root / relative
-    problem = _not_regular(path)
-    if problem:
-        return [Violation(relative, "", problem)]
     try:
-        if not zipfile.is_zipfile(path):
-            return [Violation(relative, "", "not a Keras v3 archive: not a zip file")]
-        with zipfile.ZipFile(path) as archive:
-            members = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        fh = open_regular(path)
+    except FileProblem as exc:
+        return [Violation(relative, "", str(exc))]
+    try:
+        with fh:
+            if not zipfile.is_zipfile(fh):
+                return [Violation(relative, "", "not a Keras v3 archive: not a zip file")]
+            fh.seek(0)
+            with zipfile.ZipFile(fh) as archive:
+                members = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         return [Violation(relative, "", f"not a Keras v3 archive: {_shorten(str(exc))}")]
     missing = [m for m in KERAS_ARCHIVE_MEMBERS if m not in members]
     if missing:
@@ -430,9 +566,12 @@ def check_plots(path: Path) -> list[Violation]:
     name = path.name
     if not path.exists():
         return [Violation(f"{name}/", "", "folder is missing")]
-    if not path.is_dir():
+    if not path.is_dir() or path.is_symlink():
         return [Violation(f"{name}/", "", "not a folder")]
-    files = sorted(p for p in path.iterdir() if p.is_file() or p.is_symlink())
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file() or p.is_symlink())
+    except OSError as exc:
+        return [Violation(f"{name}/", "", f"cannot be listed: {exc.strerror or exc}")]
     if not files:
         return [Violation(f"{name}/", "", "folder has no files")]
     found: list[Violation] = []
@@ -440,13 +579,12 @@ def check_plots(path: Path) -> list[Violation]:
         if file.suffix.lower() != ".png":
             continue
         relative = f"{name}/{file.name}"
-        problem = _not_regular(file)
-        if problem:
-            found.append(Violation(relative, "", problem))
-            continue
         try:
-            with file.open("rb") as fh:
+            with open_regular(file) as fh:
                 head = fh.read(len(PNG_SIGNATURE))
+        except FileProblem as exc:
+            found.append(Violation(relative, "", str(exc)))
+            continue
         except OSError as exc:
             found.append(Violation(relative, "", f"cannot be read: {exc.strerror or exc}"))
             continue
@@ -456,85 +594,112 @@ def check_plots(path: Path) -> list[Violation]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Reading a file without following a link
+
+
+class FileProblem(ValueError):
+    """A file that cannot be read: missing, a symbolic link, not a regular file, too large, unreadable, not UTF-8."""
+
+
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+               | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+
+
+def open_regular(path: Path) -> io.BufferedReader:
+    """path opened for reading when it is a regular file; never through a final symbolic link, never a FIFO or device.
+
+    Raises FileProblem with the reason ('is a symbolic link, not a regular file',
+    'file is missing', 'not a regular file', 'cannot be read: ...').
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno in (errno.EMLINK, errno.EFTYPE if hasattr(errno, "EFTYPE") else -1)
+                                        and os.path.islink(path)):
+            raise FileProblem("is a symbolic link, not a regular file") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise FileProblem("file is missing") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):  # a socket; a folder where O_RDONLY is refused
+            raise FileProblem("not a regular file") from None
+        raise FileProblem(f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FileProblem("not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of the regular file at path (see open_regular), refused with FileProblem when larger than limit."""
+    with open_regular(path) as fh:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise FileProblem(too_large(size, limit))
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise FileProblem(f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > limit:  # it grew while being read
+        raise FileProblem(too_large(len(data), limit))
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
 # Shared helpers
 
 
-def _not_regular(path: Path) -> str | None:
-    """Why path is not a regular file the validator may read, or None when it is.
-
-    A symbolic link is refused: it could point outside the output dir (and its content
-    would end up in feedback) or at something that never ends, such as a FIFO.
-    """
-    if path.is_symlink():
-        return "is a symbolic link, not a regular file"
-    if not path.exists():
-        return "file is missing"
-    if not path.is_file():
-        return "not a regular file"
-    return None
-
-
-def _read_bytes(path: Path) -> bytes:
-    problem = _not_regular(path)
-    if problem:
-        raise _FileProblem(problem)
-    try:
-        size = path.stat().st_size
-        if size > MAX_TEXT_BYTES:
-            raise _FileProblem(
-                f"file is too large ({size / 2**20:.1f} MiB; the limit is {MAX_TEXT_BYTES // 2**20} MiB)"
-            )
-        return path.read_bytes()
-    except OSError as exc:
-        raise _FileProblem(f"cannot be read: {exc.strerror or exc}") from exc
-
-
-def _read_text(path: Path, encoding: str = "utf-8") -> str:
-    raw = _read_bytes(path)
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise _FileProblem(f"not UTF-8 text (byte {exc.start})") from exc
-
-
-def _json_problem(exc: json.JSONDecodeError) -> str:
-    """The decoder's message without its dangling 'starting at' (the position is given separately)."""
-    return exc.msg.removesuffix(" starting at")
-
-
-def _nonfinite(doc: Any) -> list[tuple[str, str]]:
-    """(json path, message) for every NaN or infinite number in doc, in document order.
+def _nonfinite(doc: Any, limit: int = MAX_DOC_VALUES) -> tuple[list[tuple[str, str]], int]:
+    """(json path, message) for every NaN or infinite number in doc, in document order; and how many values it holds.
 
     json.loads reads the tokens NaN, Infinity and -Infinity (and overflows such as 1e999)
     as floats, and YAML has .nan and .inf: walking the parsed value catches them all.
-    Iterative, so a deeply nested document cannot exhaust the stack.
+    Iterative, so a deeply nested document cannot exhaust the stack; the walk stops once it
+    has counted more than limit values (the count then exceeds limit).
     """
     found: list[tuple[str, str]] = []
     stack: list[tuple[JsonPath, Any]] = [((), doc)]
+    count = 0
     while stack:
         parts, value = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            token = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-            found.append((json_path(parts), f"numbers must be finite, got {token}"))
+        count += 1
+        if count > limit:
+            break
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                token = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+                found.append((_path(parts), f"numbers must be finite, got {token}"))
         elif isinstance(value, dict):
-            stack.extend(((*parts, str(k)), v) for k, v in reversed(list(value.items())))
+            stack.extend(((*parts, k), v) for k, v in reversed(list(value.items())))
         elif isinstance(value, list):
             stack.extend(((*parts, i), v) for i, v in reversed(list(enumerate(value))))
-    return found
+    return found, count
+
+
+def _too_many_values(limit: int) -> str:
+    return f"holds more than {limit} values, more than the grader checks"
+
+
+@lru_cache(maxsize=None)
+def _validator(schema_name: str) -> jsonschema.protocols.Validator:
+    """One validator per bundled schema, built once (building one per line made a flood of lines quadratic-slow)."""
+    return jsonschema.Draft202012Validator(load_schema(schema_name))
 
 
 def _schema_findings(
     obj: Any, schema_name: str, skip: Callable[[jsonschema.ValidationError], bool] | None = None
 ) -> list[tuple[str, str]]:
     """(json path, message) for every violation of a bundled schema, oneOf/anyOf unpacked to the branch meant."""
-    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    validator = _validator(schema_name)
     try:
         top = [e for e in validator.iter_errors(obj) if skip is None or not skip(e)]
         errors = [e for error in top for e in _unpack(error, top)]
     except RecursionError:
         return [("$", "nested too deeply to check")]
     errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
-    return [(json_path(e.absolute_path), _shorten(e.message)) for e in errors]
+    return [(_path(e.absolute_path), _shorten(e.message)) for e in errors]
 
 
 def _unpack(error: jsonschema.ValidationError, siblings: Sequence[jsonschema.ValidationError]) -> Iterator[jsonschema.ValidationError]:
@@ -581,8 +746,31 @@ def _capped(file: str, violations: Iterable[Violation]) -> list[Violation]:
 
 
 def _shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return one_line(text, limit)
+
+
+def _path(parts: Iterable[Any]) -> str:
+    """A JSON path for a message; each key cut to 40 characters and escaped, and the whole to MAX_MESSAGE_CHARS."""
+    return _shorten(json_path(p if isinstance(p, int) and not isinstance(p, bool) else _name(p, quote=False)
+                              for p in parts))
+
+
+def _name(value: Any, *, quote: bool = True, limit: int = 40) -> str:
+    """A name a submission wrote (a key, a trial id, a search), cut short and escaped: 'abc' (quote) or abc."""
+    if not isinstance(value, str):
+        return show_value(value, limit)
+    if not quote and len(value) <= limit and value.isprintable():
+        return value
+    shown = show_value(value, limit + 2)
+    if quote:
+        return shown
+    return shown[1:-1] if shown.endswith(("'", '"')) else shown[1:]
+
+
+def _names(names: Sequence[Any], more: int = 0, shown: int = 5) -> str:
+    """The first few names, each cut short, then how many more."""
+    rest = max(0, len(names) - shown) + max(0, more)
+    return ", ".join(_name(n, quote=False) for n in names[:shown]) + (f" and {rest} more" if rest else "")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -302,3 +303,39 @@ def test_export_classroom_needs_one_student_for_github_output(tmp_path: Path, mo
     assert export.main(out=out, format="classroom", student="s002", dest=tmp_path / "cr") == [
         tmp_path / "cr" / "result.json", github_output]
     assert github_output.read_text("utf-8").count("result=") == 1
+
+
+# ---------------------------------------------------------------- student text
+
+
+HOSTILE_MESSAGE = "exited: ![x](http://evil/t.png) <img src=x onerror=alert(1)> [go](javascript:alert(1))\n\x1b[2J& more"
+
+
+def test_gradescope_summary_shows_the_run_message_literally():
+    result = replace(make_result(), message=HOSTILE_MESSAGE)
+    first = gradescope_results(result)["output"].split("\n\n")[0]
+    assert first == ("**Status:** completed: exited: \\!\\[x\\]\\(http://evil/t.png\\) \\<img src=x onerror=alert\\(1\\)\\> "
+                     "\\[go\\]\\(javascript:alert\\(1\\)\\) &amp; more")
+
+
+def test_classroom_messages_are_single_lines_that_are_never_workflow_commands():
+    odd = CheckResult("artifacts", "Artifacts present", "artifacts", 0.0, 2.0, "fail", "visible",
+                      "::add-mask::x\n::error::pwned\x1b[31m")
+    result = replace(make_result(check_list=(odd,)), message="line one\n::stop-commands::tok\r")
+    data = classroom_results(result, now=BEFORE_DUE, due=DUE)
+    assert data["message"] == "completed: line one ::stop-commands::tok"
+    assert data["tests"][0]["message"] == "> ::add-mask::x ::error::pwned"
+
+
+def test_a_folder_whose_name_is_not_a_student_id_is_not_exported(tmp_path: Path):
+    out = graded(tmp_path / "out", make_result("s001"))
+    write_result(out / "bad\x1bname" / "result.json", make_result("bad\x1bname"))
+    with pytest.raises(ExportError) as err:
+        export.main(out=out, format="gradescope")
+    assert str(err.value) == ("1 result file(s) could not be exported: folder 'bad\\x1bname' was not exported: "
+                              "its name holds a control, line-separator or invisible formatting character")
+    assert (out / "s001" / "gradescope" / "results.json").is_file()
+    assert not (out / "bad\x1bname" / "gradescope").exists()
+    with pytest.raises(ExportError) as err:
+        export.main(out=out, format="gradescope", student="bad\x1bname")
+    assert str(err.value) == "'bad\\x1bname' is not a student id"

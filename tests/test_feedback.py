@@ -8,8 +8,11 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.v4 import new_notebook
 
+from grader.evidence import gather
 from grader.feedback import (
     FeedbackFiles,
     clean_line,
@@ -17,8 +20,17 @@ from grader.feedback import (
     visible_checks,
     write_feedback,
 )
-from grader.result import RESULT_SCHEMA_VERSION, CheckResult, ModelEvaluation, Result, Score, Timings
+from grader.nbhtml import render_notebook_html
+from grader.result import (
+    RESULT_SCHEMA_VERSION,
+    CheckResult,
+    ModelEvaluation,
+    Result,
+    Score,
+    Timings,
+)
 
+FIXTURES = Path(__file__).parent / "fixtures"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DUE = datetime(2026, 12, 1, 23, 59, tzinfo=timezone.utc)
 BEFORE_DUE = DUE - timedelta(days=1)
@@ -82,11 +94,9 @@ def trial(search: str, trial_id: str, acc: float | None, status: str = "COMPLETE
     }
 
 
-def write_trials(output_dir: Path, trials: list[dict]) -> Path:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "trials.jsonl"
-    path.write_text("".join(json.dumps(t) + "\n" for t in trials), "utf-8")
-    return output_dir
+def from_jsonl(trials: list[dict]) -> dict:
+    """write_feedback's trial arguments for a run whose trials.jsonl held these trials."""
+    return {"trials": trials, "trials_source": "trials.jsonl"}
 
 
 def read(files: FeedbackFiles) -> tuple[str, str]:
@@ -145,7 +155,7 @@ def test_clean_line_strips_ansi_control_and_bidi_characters():
 
 
 def test_student_copy_leaves_hidden_checks_out_entirely(tmp_path: Path):
-    files = write_feedback(tmp_path, make_result(), output_dir=None, now=BEFORE_DUE, due=DUE)
+    files = write_feedback(tmp_path, make_result(), now=BEFORE_DUE, due=DUE)
     assert files.md == tmp_path / "feedback.md" and files.html == tmp_path / "feedback.html"
     for text in read(files):
         assert "Secret answers check" not in text and "secret_answers" not in text
@@ -155,7 +165,7 @@ def test_student_copy_leaves_hidden_checks_out_entirely(tmp_path: Path):
 
 
 def test_instructor_copy_shows_hidden_checks_with_their_visibility(tmp_path: Path):
-    files = write_feedback(tmp_path, make_result(), output_dir=None, now=BEFORE_DUE, due=DUE, audience="instructor")
+    files = write_feedback(tmp_path, make_result(), now=BEFORE_DUE, due=DUE, audience="instructor")
     assert files.md == tmp_path / "feedback.instructor.md"
     assert files.html == tmp_path / "feedback.instructor.html"
     md, html = read(files)
@@ -167,19 +177,19 @@ def test_instructor_copy_shows_hidden_checks_with_their_visibility(tmp_path: Pat
 
 
 def test_after_due_date_check_is_withheld_before_due_and_shown_after(tmp_path: Path):
-    before = read(write_feedback(tmp_path / "a", make_result(), output_dir=None, now=BEFORE_DUE, due=DUE))
+    before = read(write_feedback(tmp_path / "a", make_result(), now=BEFORE_DUE, due=DUE))
     for text in before:
         assert LATER_MESSAGE not in text and "Late accuracy tier" not in text
     assert ("1 more check(s) will be shown after the due date; the score above does not include them yet."
             in before[0])
-    after = read(write_feedback(tmp_path / "b", make_result(), output_dir=None, now=AFTER_DUE, due=DUE))
+    after = read(write_feedback(tmp_path / "b", make_result(), now=AFTER_DUE, due=DUE))
     assert LATER_MESSAGE in after[0] and LATER_MESSAGE in after[1]
     assert "will be shown after the due date" not in after[0]
     assert "**Score:** 4.5/11" in after[0]
 
 
 def test_markdown_holds_each_visible_check_message_exactly_with_its_points_and_status(tmp_path: Path):
-    md, _ = read(write_feedback(tmp_path, make_result(), output_dir=None, now=BEFORE_DUE, due=DUE))
+    md, _ = read(write_feedback(tmp_path, make_result(), now=BEFORE_DUE, due=DUE))
     lines = md.splitlines()
     for message in (VISIBLE_MESSAGE, PARTIAL_MESSAGE):
         assert message in lines
@@ -194,7 +204,7 @@ def test_html_escapes_student_content(tmp_path: Path):
     hostile = CheckResult("answers", "Answers <b>bold</b>", "answers", 0.0, 1.0, "fail", "visible",
                           "Your answer was: <script>alert('x')</script> & more")
     result = make_result(check_list=(hostile,), message="<img src=x onerror=alert(1)>")
-    md, html = read(write_feedback(tmp_path, result, output_dir=None, now=BEFORE_DUE, due=DUE))
+    md, html = read(write_feedback(tmp_path, result, now=BEFORE_DUE, due=DUE))
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in html
     assert "Answers &lt;b&gt;bold&lt;/b&gt;" in html
@@ -203,8 +213,8 @@ def test_html_escapes_student_content(tmp_path: Path):
 
 
 def test_html_is_self_contained(tmp_path: Path):
-    out = write_trials(tmp_path / "outputs", [trial("grid", "00", 0.9), trial("grid", "01", 0.95)])
-    _, html = read(write_feedback(tmp_path, make_result(), output_dir=out, now=BEFORE_DUE, due=DUE))
+    given = from_jsonl([trial("grid", "00", 0.9), trial("grid", "01", 0.95)])
+    _, html = read(write_feedback(tmp_path, make_result(), **given, now=BEFORE_DUE, due=DUE))
     assert html.startswith("<!DOCTYPE html>")
     assert "<link" not in html and "<script" not in html and "@import" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
@@ -214,7 +224,7 @@ def test_html_is_self_contained(tmp_path: Path):
 def test_suspect_check_is_flagged_and_explained(tmp_path: Path):
     flagged = CheckResult("accuracy_gap", "Claimed vs verified accuracy", "best_accuracy", 2.0, 2.0, "pass",
                           "visible", "Claimed 0.99, verified 0.91.", suspect=True)
-    md, html = read(write_feedback(tmp_path, make_result(check_list=(flagged,)), output_dir=None))
+    md, html = read(write_feedback(tmp_path, make_result(check_list=(flagged,))))
     line = ("\u26a0 **Flagged for review: Claimed vs verified accuracy. The grader found something in this check "
             "(marked \u26a0) that an instructor will look at before the grade is final.**")
     assert line in md.splitlines()
@@ -224,13 +234,13 @@ def test_suspect_check_is_flagged_and_explained(tmp_path: Path):
 
 def test_no_suspect_line_when_only_a_hidden_check_is_suspect(tmp_path: Path):
     hidden = CheckResult("gap", "Gap", "best_accuracy", 0.0, 1.0, "fail", "hidden", "gap", suspect=True)
-    md, _ = read(write_feedback(tmp_path, make_result(check_list=(hidden,)), output_dir=None))
+    md, _ = read(write_feedback(tmp_path, make_result(check_list=(hidden,))))
     assert "Flagged for review" not in md
 
 
 def test_table_cells_escape_pipes(tmp_path: Path):
     odd = CheckResult("odd", "a|b", "artifacts", 1.0, 1.0, "pass", "visible", "fine")
-    md, _ = read(write_feedback(tmp_path, make_result(check_list=(odd,)), output_dir=None))
+    md, _ = read(write_feedback(tmp_path, make_result(check_list=(odd,))))
     assert "| a\\|b | 1/1 | passed |" in md.splitlines()
 
 
@@ -238,11 +248,11 @@ def test_table_cells_escape_pipes(tmp_path: Path):
 
 
 def test_plots_are_real_pngs_written_and_embedded(tmp_path: Path):
-    out = write_trials(tmp_path / "work" / "outputs", [
+    given = from_jsonl([
         trial("grid", "00", 0.91), trial("grid", "01", 0.95), trial("grid", "02", 0.93),
         trial("random", "00", 0.90), trial("random", "01", None, status="FAILED"), trial("random", "02", 0.96),
     ])
-    files = write_feedback(tmp_path, make_result(), output_dir=out, now=BEFORE_DUE, due=DUE)
+    files = write_feedback(tmp_path, make_result(), **given, now=BEFORE_DUE, due=DUE)
     assert files.plots == (tmp_path / "feedback_plots" / "grid_trials.png",
                            tmp_path / "feedback_plots" / "random_trials.png")
     for plot in files.plots:
@@ -260,40 +270,57 @@ def test_plots_are_real_pngs_written_and_embedded(tmp_path: Path):
 
 
 def test_plots_are_skipped_with_a_line_when_there_are_no_trials(tmp_path: Path):
-    for output_dir in (None, tmp_path / "empty-outputs"):
-        if output_dir is not None:
-            output_dir.mkdir()
-        files = write_feedback(tmp_path, make_result(), output_dir=output_dir, now=BEFORE_DUE, due=DUE)
-        md, html = read(files)
-        assert files.plots == ()
-        assert "No plots: no trials were recorded in trials.jsonl." in md.splitlines()
-        assert "<p>No plots: no trials were recorded in trials.jsonl.</p>" in html
-        assert "<img" not in html
+    files = write_feedback(tmp_path, make_result(), trials=[], trials_source=None, now=BEFORE_DUE, due=DUE)
+    md, html = read(files)
+    assert files.plots == ()
+    assert "No plots: no trials were recorded (in trials.jsonl or a KerasTuner project folder)." in md.splitlines()
+    assert "<p>No plots: no trials were recorded (in trials.jsonl or a KerasTuner project folder).</p>" in html
+    assert "<img" not in html
     assert not (tmp_path / "feedback_plots").exists()
 
 
 def test_a_trials_file_with_no_valid_trial_gets_its_own_line(tmp_path: Path):
-    out = tmp_path / "o"
-    out.mkdir()
-    (out / "trials.jsonl").write_text('{"search": "grid"}\nnot json\n', "utf-8")
-    files = write_feedback(tmp_path, make_result(), output_dir=out, now=BEFORE_DUE, due=DUE)
+    files = write_feedback(tmp_path, make_result(), **from_jsonl([]), now=BEFORE_DUE, due=DUE)
     md, _ = read(files)
     assert files.plots == ()
     assert ("No plots: trials.jsonl holds no valid trial (`grader validate-output` on your output folder says why)."
             in md.splitlines())
 
 
+def test_feedback_never_reads_the_output_dir(tmp_path: Path):
+    """Trials come from the records passed in: a trials.jsonl lying in the student's tree is not read again."""
+    out = tmp_path / "work" / "outputs"
+    out.mkdir(parents=True)
+    (out / "trials.jsonl").write_text(json.dumps(trial("grid", "00", 0.9)) + "\n", "utf-8")
+    files = write_feedback(tmp_path, make_result(), trials=[], trials_source=None, now=BEFORE_DUE, due=DUE)
+    assert files.plots == ()
+
+
+def test_a_keras_tuner_only_run_gets_its_plots(tmp_path: Path):
+    """Trials read from KerasTuner project folders (no trials.jsonl at all) are plotted like any others."""
+    evidence = gather(FIXTURES / "outputs" / "keras_tuner_only")
+    assert evidence.trials_source == "tuner" and evidence.trials
+    files = write_feedback(tmp_path, make_result(), trials=[t.as_record() for t in evidence.trials],
+                           trials_source=evidence.trials_source, now=BEFORE_DUE, due=DUE)
+    md, _ = read(files)
+    assert [p.name for p in files.plots] == ["grid_trials.png", "random_trials.png"]
+    assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in files.plots)
+    assert "No plots" not in md and "no trials were recorded" not in md
+    done = [t for t in evidence.trials if t.search == "grid" and t.completed]
+    assert f"grid search: validation accuracy of its {len(done)} completed trial(s)" in md
+
+
 def test_a_search_without_completed_trials_gets_a_line_instead_of_a_plot(tmp_path: Path):
-    out = write_trials(tmp_path / "o", [trial("grid", "00", 0.9), trial("random", "00", None, status="FAILED")])
-    files = write_feedback(tmp_path, make_result(), output_dir=out, now=BEFORE_DUE, due=DUE)
+    given = from_jsonl([trial("grid", "00", 0.9), trial("random", "00", None, status="FAILED")])
+    files = write_feedback(tmp_path, make_result(), **given, now=BEFORE_DUE, due=DUE)
     assert [p.name for p in files.plots] == ["grid_trials.png"]
     md, _ = read(files)
     assert "No plot for the random search: none of its 1 trial(s) completed." in md.splitlines()
 
 
 def test_student_trial_ids_cannot_break_the_plot(tmp_path: Path):
-    out = write_trials(tmp_path / "o", [trial("grid", "$\\frac{", 0.9), trial("grid", "\x1b[2J" + "9" * 80, 0.95)])
-    files = write_feedback(tmp_path, make_result(), output_dir=out, now=BEFORE_DUE, due=DUE)
+    given = from_jsonl([trial("grid", "$\\frac{", 0.9), trial("grid", "\x1b[2J" + "9" * 80, 0.95)])
+    files = write_feedback(tmp_path, make_result(), **given, now=BEFORE_DUE, due=DUE)
     assert len(files.plots) == 1 and files.plots[0].read_bytes().startswith(PNG_SIGNATURE)
     md, _ = read(files)
     assert "best is trial " + "9" * 39 + "\u2026 at 0.9500." in md
@@ -311,7 +338,7 @@ def crashed_with_log(tmp_path: Path, raw: bytes, status: str = "crashed") -> Res
 
 def test_crashed_result_shows_the_last_lines_of_its_stderr_log(tmp_path: Path):
     raw = b"".join(f"line {i}\n".encode() for i in range(100)) + b"ValueError: bad filters\n"
-    md, html = read(write_feedback(tmp_path, crashed_with_log(tmp_path, raw), output_dir=None))
+    md, html = read(write_feedback(tmp_path, crashed_with_log(tmp_path, raw)))
     lines = md.splitlines()
     assert "## Log excerpt (logs/stderr.log)" in lines
     assert "The last 40 line(s) of the log (earlier lines left out):" in lines
@@ -324,7 +351,7 @@ def test_crashed_result_shows_the_last_lines_of_its_stderr_log(tmp_path: Path):
 
 def test_log_excerpt_survives_bytes_that_are_not_utf8_and_control_characters(tmp_path: Path):
     raw = b"ok line\n\xff\xfe broken \x80 bytes\n\x1b[31mred\x1b[0m\x07 bell\x00nul\nTraceback: <script>x</script>\n"
-    md, html = read(write_feedback(tmp_path, crashed_with_log(tmp_path, raw), output_dir=None))
+    md, html = read(write_feedback(tmp_path, crashed_with_log(tmp_path, raw)))
     assert "\ufffd\ufffd broken \ufffd bytes" in md.splitlines()
     assert "red bellnul" in md.splitlines()
     for text in (md, html):
@@ -333,26 +360,25 @@ def test_log_excerpt_survives_bytes_that_are_not_utf8_and_control_characters(tmp
 
 
 def test_log_with_backticks_cannot_close_the_code_fence(tmp_path: Path):
-    md, _ = read(write_feedback(tmp_path, crashed_with_log(tmp_path, b"```\n# not a heading\n"), output_dir=None))
+    md, _ = read(write_feedback(tmp_path, crashed_with_log(tmp_path, b"```\n# not a heading\n")))
     lines = md.splitlines()
     assert lines[lines.index("````") + 1: lines.index("````") + 3] == ["```", "# not a heading"]
 
 
 def test_an_empty_log_says_so(tmp_path: Path):
-    md, _ = read(write_feedback(tmp_path, crashed_with_log(tmp_path, b""), output_dir=None))
+    md, _ = read(write_feedback(tmp_path, crashed_with_log(tmp_path, b"")))
     assert "The log is empty." in md.splitlines()
 
 
 def test_completed_result_has_no_log_excerpt(tmp_path: Path):
     result = crashed_with_log(tmp_path, b"a warning\n", status="completed")
-    md, html = read(write_feedback(tmp_path, result, output_dir=None))
+    md, html = read(write_feedback(tmp_path, result))
     assert "Log excerpt" not in md and "Log excerpt" not in html
 
 
 def test_timed_out_and_sandbox_error_results_show_the_log(tmp_path: Path):
     for status in ("timed_out", "sandbox_error"):
-        md, _ = read(write_feedback(tmp_path / status, crashed_with_log(tmp_path / status, b"killed\n", status),
-                                    output_dir=None))
+        md, _ = read(write_feedback(tmp_path / status, crashed_with_log(tmp_path / status, b"killed\n", status)))
         assert "## Log excerpt (logs/stderr.log)" in md.splitlines()
 
 
@@ -360,8 +386,8 @@ def test_grader_traceback_reaches_the_instructor_only(tmp_path: Path):
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "grader-error.log").write_text("Traceback: KeyError in grader.runner\n", "utf-8")
     result = make_result(status="sandbox_error", logs={"grader-error": "logs/grader-error.log"})
-    student_md, _ = read(write_feedback(tmp_path, result, output_dir=None))
-    instructor_md, _ = read(write_feedback(tmp_path, result, output_dir=None, audience="instructor"))
+    student_md, _ = read(write_feedback(tmp_path, result))
+    instructor_md, _ = read(write_feedback(tmp_path, result, audience="instructor"))
     assert "KeyError in grader.runner" not in student_md and "Log excerpt" not in student_md
     assert "Traceback: KeyError in grader.runner" in instructor_md.splitlines()
 
@@ -374,15 +400,47 @@ def test_a_log_path_outside_the_student_folder_is_ignored(tmp_path: Path):
     (student / "logs" / "stderr.log").symlink_to(tmp_path / "secret.log")
     for path in ("../secret.log", str(tmp_path / "secret.log"), "logs/stderr.log"):
         result = make_result(status="crashed", logs={"stderr": path})
-        md, _ = read(write_feedback(student, result, output_dir=None))
+        md, _ = read(write_feedback(student, result))
         assert "TOP SECRET" not in md and "Log excerpt" not in md
 
 
-def test_notebook_html_is_linked_when_present(tmp_path: Path):
-    md, _ = read(write_feedback(tmp_path, make_result(), output_dir=None))
+def test_notebook_html_is_linked_when_the_grader_rendered_it(tmp_path: Path):
+    md, _ = read(write_feedback(tmp_path, make_result()))
     assert "notebook.html" not in md
-    (tmp_path / "notebook.html").write_text("<html></html>", "utf-8")
+    (tmp_path / "notebook.html").write_text(render_notebook_html(nbformat.writes(new_notebook()).encode(),
+                                                                 title="s001"), "utf-8")
     result = make_result(logs={"html": "notebook.html", "notebook": "notebook.executed.ipynb"})
-    md, html = read(write_feedback(tmp_path, result, output_dir=None))
+    md, html = read(write_feedback(tmp_path, result))
     assert "Your executed notebook: [notebook.html](notebook.html)" in md.splitlines()
     assert '<a href="notebook.html">notebook.html</a>' in html
+
+
+@pytest.mark.parametrize("page", [
+    "<html><script>alert(document.cookie)</script></html>",  # what a plain script can leave as executed.html
+    "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n",  # nbconvert's own page, not sanitised
+])
+def test_an_html_file_the_grader_did_not_render_is_never_linked(tmp_path: Path, page: str):
+    (tmp_path / "notebook.html").write_text(page, "utf-8")
+    (tmp_path / "student.html").write_text(page, "utf-8")
+    for logs in ({"html": "notebook.html"}, {"html": "student.html"}, {}):
+        md, html = read(write_feedback(tmp_path, make_result(logs=logs)))
+        assert "notebook.html" not in md and "student.html" not in md and "<a " not in html
+
+
+def test_a_symlinked_notebook_page_is_not_linked(tmp_path: Path):
+    (tmp_path / "elsewhere.html").write_text(render_notebook_html(b"{}", title="x"), "utf-8")
+    (tmp_path / "notebook.html").symlink_to(tmp_path / "elsewhere.html")
+    md, _ = read(write_feedback(tmp_path, make_result(logs={"html": "notebook.html"})))
+    assert "notebook.html" not in md
+
+
+def test_terminal_escapes_never_reach_either_file(tmp_path: Path):
+    hostile = CheckResult("answers", "Answers", "answers", 0.0, 1.0, "fail", "visible",
+                          "You wrote: \x1b]0;pwned\x07\x1b[2Jhello\u202e\x9b31m\udcff")
+    result = make_result(check_list=(hostile,), message="exited: \x1b[31mred\x1b[0m\r\x07")
+    for audience in ("student", "instructor"):
+        for text in read(write_feedback(tmp_path, result, audience=audience)):
+            assert not any(ch in text for ch in "\x1b\x07\r\x9b\u202e\udcff")
+            assert "pwned" not in text
+    md, _ = read(write_feedback(tmp_path, result))
+    assert "You wrote: hello\\xff" in md.splitlines()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from grader.gradebook import rebuild_gradebook
+from grader.gradebook import CSV_FILE, PARQUET_FILE, LiveGradebook, rebuild_gradebook
 from grader.result import (
     RESULT_SCHEMA_VERSION,
     CheckResult,
@@ -131,3 +133,83 @@ def test_missing_results_folder_says_which(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as info:
         rebuild_gradebook(tmp_path / "nope")
     assert str(info.value) == f"results folder '{tmp_path / 'nope'}' does not exist"
+
+
+# ---------------------------------------------------------------- student text in the files
+
+
+def hostile_result(student_id: str, message: str) -> Result:
+    return replace(result_for(student_id), message=message)
+
+
+def test_csv_cells_cannot_be_formulas_or_terminal_escapes_and_parquet_keeps_exact_ids(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rows = {
+        "=1+2": "ok",
+        "-5": "@SUM(A1)",
+        "+x": "=HYPERLINK(\"http://evil\",\"x\")",
+        "plain": "exited: \x1b]0;pwned\x07\x1b[31mred\x1b[0m\nsecond\tline\r",
+    }
+    for student_id, message in rows.items():
+        write_result(out / student_id / "result.json", hostile_result(student_id, message))
+
+    book = rebuild_gradebook(out)
+
+    text = book.csv_path.read_text("utf-8")
+    assert not any(ch in text for ch in "\x1b\x07\r\t")
+    frame = pd.read_csv(book.csv_path, dtype=str, keep_default_na=False)
+    assert list(frame["student_id"]) == ["'+x", "'-5", "'=1+2", "plain"]
+    assert list(frame["message"]) == ["'=HYPERLINK(\"http://evil\",\"x\")", "'@SUM(A1)", "ok",
+                                      "exited: red second line"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for column in frame.columns for cell in frame[column]
+               if column in ("student_id", "status", "message"))
+    from_parquet = pd.read_parquet(book.parquet_path)
+    assert list(from_parquet["student_id"]) == ["+x", "-5", "=1+2", "plain"]
+    assert list(from_parquet["message"])[3] == "exited: red second line"
+
+
+def test_reserved_names_hold_the_gradebook_files() -> None:
+    from grader.staging import RESERVED_NAMES
+
+    assert {CSV_FILE, PARQUET_FILE} <= RESERVED_NAMES
+
+
+# ---------------------------------------------------------------- updated per result
+
+
+def test_live_gradebook_updates_per_result_and_matches_a_rebuild(out_dir: Path) -> None:
+    live = LiveGradebook(out_dir)
+    write_result(out_dir / "amy" / "result.json", result_for("amy"))
+    book = live.update(result_for("amy"))
+    assert book.rows == 4
+    regraded = result_for("zed")
+    write_result(out_dir / "zed" / "result.json", regraded)
+    book = live.update(regraded)
+    assert book.rows == 4
+    frame = pd.read_csv(book.csv_path, dtype=str, keep_default_na=False)
+    assert list(frame["student_id"]) == ["007", "1e5", "amy", "zed"]
+    assert list(frame["status"]) == ["completed"] * 4
+    live_csv, live_parquet = book.csv_path.read_bytes(), pd.read_parquet(book.parquet_path)
+    rebuilt = rebuild_gradebook(out_dir)
+    assert rebuilt.csv_path.read_bytes() == live_csv
+    pd.testing.assert_frame_equal(pd.read_parquet(rebuilt.parquet_path), live_parquet)
+
+
+def test_live_gradebook_drops_a_read_problem_once_that_student_is_regraded(out_dir: Path) -> None:
+    broken = out_dir / "bob" / "result.json"
+    broken.parent.mkdir()
+    broken.write_text("{", "utf-8")
+    live = LiveGradebook(out_dir)
+    assert len(live.write().skipped) == 1
+    write_result(broken, result_for("bob"))
+    book = live.update(result_for("bob"))
+    assert book.skipped == () and book.rows == 4
+
+
+def test_an_old_result_with_an_id_that_is_not_utf8_does_not_break_the_gradebook(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    odd = os.fsdecode(b"caf\xe9")
+    write_result(out / "old" / "result.json", result_for(odd))
+    book = rebuild_gradebook(out)
+    assert list(pd.read_csv(book.csv_path, dtype=str)["student_id"]) == ["caf\\xe9"]
+    assert list(pd.read_parquet(book.parquet_path)["student_id"]) == ["caf\\xe9"]

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from grader.staging import (
+    RESERVED_NAMES,
+    Discovery,
     DuplicateStudentError,
     InvalidSubmissionError,
     StageLimits,
@@ -19,6 +21,7 @@ from grader.staging import (
     find_entry_point,
     hash_source,
     stage,
+    student_id_problem,
 )
 
 ENTRY_POINTS = ["assignment.ipynb", "tuning.py"]
@@ -70,12 +73,12 @@ def test_discover_finds_dirs_zips_notebooks_and_scripts_sorted_by_id(tmp_path: P
 
     found = discover(subs, entry_points=ENTRY_POINTS)
 
-    assert found == [
+    assert found == Discovery((
         Submission("alice", subs / "alice.py", "script"),
         Submission("bob", subs / "bob.zip", "zip"),
         Submission("carol", subs / "carol.ipynb", "notebook"),
         Submission("cnn-tuning-zoe", subs / "cnn-tuning-zoe", "dir"),
-    ]
+    ), ())
 
 
 @pytest.mark.parametrize(
@@ -88,12 +91,14 @@ def test_discover_a_single_file_is_the_only_submission(tmp_path: Path, name: str
         make_zip(path, {"tuning.py": b""})
     else:
         path.write_bytes(b"{}")
-    assert discover(path, entry_points=ENTRY_POINTS) == [Submission(student_id, path, kind)]  # type: ignore[arg-type]
+    found = discover(path, entry_points=ENTRY_POINTS)
+    assert found.submissions == (Submission(student_id, path, kind),)  # type: ignore[arg-type]
+    assert found.refused == ()
 
 
 def test_discover_a_folder_holding_an_entry_point_is_the_only_submission(tmp_path: Path) -> None:
     repo = write_files(tmp_path / "cnn-tuning-erin", {"assignment.ipynb": b"{}", "helpers/util.py": b""})
-    assert discover(repo, entry_points=ENTRY_POINTS) == [Submission("cnn-tuning-erin", repo, "dir")]
+    assert discover(repo, entry_points=ENTRY_POINTS) == Discovery((Submission("cnn-tuning-erin", repo, "dir"),))
 
 
 def test_discover_missing_path_says_which(tmp_path: Path) -> None:
@@ -118,6 +123,86 @@ def test_discover_refuses_a_lone_file_of_another_kind(tmp_path: Path) -> None:
     with pytest.raises(InvalidSubmissionError) as info:
         discover(path, entry_points=ENTRY_POINTS)
     assert str(info.value) == f"'{path}' is not a submission: expected a folder, .zip, .ipynb or .py file"
+
+
+def refusal_lines(found: Discovery) -> list[str]:
+    return [r.message for r in found.refused]
+
+
+def test_unsafe_names_are_refused_one_line_each_and_the_rest_are_graded(tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    write_files(subs / "alice", {"tuning.py": b""})
+    write_files(subs / "evil\x1b]0;pwned\x07", {"tuning.py": b""})
+    write_files(subs / "two\nlines", {"tuning.py": b""})
+    write_files(subs / "rtl\u202etxt.py", {"tuning.py": b""})
+    write_files(subs / ("x" * 101), {"tuning.py": b""})
+    write_files(subs / ("y" * 100), {"tuning.py": b""})
+    make_zip(subs / "grades.csv.zip", {"tuning.py": b""})
+    write_files(subs / "Grades.Parquet", {"tuning.py": b""})
+    write_files(subs / "gradebook", {"tuning.py": b""})
+    write_files(subs, {"grades.py": b"x = 1\n"})  # id 'grades': not reserved
+    os.mkdir(os.fsencode(subs) + b"/caf\xe9")  # a Latin-1 name: not UTF-8
+
+    found = discover(subs, entry_points=ENTRY_POINTS)
+
+    assert [s.student_id for s in found.submissions] == ["alice", "grades", "y" * 100]
+    assert sorted(refusal_lines(found)) == sorted([
+        ("skipped submission 'Grades.Parquet': its name is 'Grades.Parquet', a name the grader uses for its own "
+         "files in the output folder, so it cannot be a student id; rename it and grade again"),
+        ("skipped submission 'caf\\xe9': its name is not valid UTF-8, so it cannot be a student id; "
+         "rename it and grade again"),
+        ("skipped submission 'evil\\x1b]0;pwned\\x07': its name holds a control, line-separator or invisible "
+         "formatting character, so it cannot be a student id; rename it and grade again"),
+        ("skipped submission 'gradebook': its name is 'gradebook', a name the grader uses for its own files in the "
+         "output folder, so it cannot be a student id; rename it and grade again"),
+        ("skipped submission 'grades.csv.zip': its name is 'grades.csv', a name the grader uses for its own files "
+         "in the output folder, so it cannot be a student id; rename it and grade again"),
+        ("skipped submission 'rtl\\u202etxt.py': its name holds a control, line-separator or invisible formatting "
+         "character, so it cannot be a student id; rename it and grade again"),
+        ("skipped submission 'two\\x0alines': its name holds a control, line-separator or invisible formatting "
+         "character, so it cannot be a student id; rename it and grade again"),
+        (f"skipped submission '{'x' * 101}': its name is longer than 100 characters, so it cannot be a student id; "
+         "rename it and grade again"),
+    ])
+    for line in refusal_lines(found):
+        assert line.isprintable()
+
+
+def test_a_lone_submission_with_an_unsafe_name_is_refused_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / ".hidden.py"
+    path.write_text("x = 1\n")
+    found = discover(path, entry_points=ENTRY_POINTS)
+    assert found.submissions == ()
+    assert refusal_lines(found) == [("skipped submission '.hidden.py': its name starts with '.', so it cannot be a "
+                                     "student id; rename it and grade again")]
+    repo = write_files(tmp_path / "grades.parquet", {"tuning.py": b""})
+    assert [r.reason for r in discover(repo, entry_points=ENTRY_POINTS).refused] == [
+        "is 'grades.parquet', a name the grader uses for its own files in the output folder"]
+
+
+@pytest.mark.parametrize(("student_id", "problem"), [
+    ("alice", None),
+    ("José-Ñ 2", None),
+    ("-007", None),
+    ("=1+2", None),  # legal as a folder name; grader.text.csv_cell keeps it from a spreadsheet
+    ("", "is empty"),
+    ("a/b", "holds a '/' or '\\'"),
+    ("a\\b", "holds a '/' or '\\'"),
+    (".data", "starts with '.'"),
+    ("GRADES.CSV", "is 'GRADES.CSV', a name the grader uses for its own files in the output folder"),
+    ("a\u200bb", "holds a control, line-separator or invisible formatting character"),
+    ("a\u2028b", "holds a control, line-separator or invisible formatting character"),
+    ("a\x85b", "holds a control, line-separator or invisible formatting character"),
+    (os.fsdecode(b"\xff"), "is not valid UTF-8"),
+])
+def test_student_id_problem(student_id: str, problem: str | None) -> None:
+    assert student_id_problem(student_id) == problem
+
+
+def test_reserved_names_cover_what_the_grader_writes_at_the_top_of_its_output_folder() -> None:
+    from grader import grade, gradebook
+
+    assert {gradebook.CSV_FILE, gradebook.PARQUET_FILE, grade.DATA_DIR} <= RESERVED_NAMES
 
 
 # ---------------------------------------------------------------- staging folders
