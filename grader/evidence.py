@@ -34,7 +34,7 @@ from typing import Any
 
 from grader import contract
 from grader.jsonio import finite_number
-from grader.parse import BoundedParseError, check_value, load_json, one_line, show_value
+from grader.parse import BoundedParseError, check_value, count_values, load_json, one_line, show_value
 from grader.result import ModelEvaluation
 from grader.validate import (
     MAX_CSV_COLUMNS,
@@ -62,6 +62,10 @@ MAX_PNG_PIXEL_BYTES = 256 * 1024 * 1024  # a PNG whose decoded size would exceed
 MAX_TUNER_DEPTH = 3  # oracle.json may sit at most this many folders below the output dir
 MAX_DEPTH = 12  # folders deeper than this are not walked (os.walk recurses; a hostile tree must not exhaust the stack)
 MAX_GRID_VALUES = 1000  # values enumerated for one stepped Int/Float of a KerasTuner grid
+MAX_TUNER_JSON_BYTES = 4 * 1024 * 1024  # one KerasTuner oracle.json or trial.json (a few KiB in a real run)
+MAX_TUNER_BYTES = 64 * 1024 * 1024  # the trial.json files of one KerasTuner project, all together
+MAX_JSON_VALUES = 100_000  # values of one KerasTuner JSON file looked at
+MAX_LISTED_VALUES = 10  # declared values named in one message
 ANSWERS_TAG = "answers"
 ANSWERS_VARIABLE = "ANSWERS"
 
@@ -376,6 +380,8 @@ def _declared_spaces(root: Path, aliases: Mapping[str, str]) -> tuple[dict[str, 
         return {}, check_search_spaces_bytes(data)
     renamed = _rename_space_doc(doc, aliases)
     violations = check_search_spaces_doc(renamed)
+    if any(not v.where for v in violations):  # the whole file is at fault (too many values, say)
+        return {}, violations
     spaces: dict[str, Space] = {}
     for search in contract.SEARCHES:
         block = renamed.get(search) if isinstance(renamed, dict) else None
@@ -478,7 +484,7 @@ class _Project:
 
 def _read_project(root: Path, folder: Path, aliases: Mapping[str, str]) -> _Project:
     oracle_file = (folder / "oracle.json").relative_to(root).as_posix()
-    oracle, why = _read_json(folder / "oracle.json")
+    oracle, why, _ = _read_json(folder / "oracle.json")
     problems: list[Violation] = []
     if why:
         problems.append(Violation(oracle_file, "", why))
@@ -496,9 +502,16 @@ def _read_project(root: Path, folder: Path, aliases: Mapping[str, str]) -> _Proj
         trial_dirs = []
         problems.append(Violation(oracle_file, "", f"its folder cannot be listed: {exc.strerror or exc}"))
     trial_dirs = trial_dirs[:MAX_FILES]
+    read_bytes = 0
     for trial_dir in trial_dirs:
         rel = (trial_dir / "trial.json").relative_to(root).as_posix()
-        doc, why = _read_json(trial_dir / "trial.json")
+        if read_bytes > MAX_TUNER_BYTES:
+            trial_problems.append(Violation(rel, "", f"the project's trial files add up to more than "
+                                                     f"{MAX_TUNER_BYTES // 2**20} MiB; this one and the rest were "
+                                                     "not read"))
+            break
+        doc, why, size = _read_json(trial_dir / "trial.json")
+        read_bytes += size
         if why:
             trial_problems.append(Violation(rel, "", why))
             continue
@@ -676,13 +689,13 @@ def _outside(trial: Trial, space: Space) -> list[tuple[str, str]]:
         elif isinstance(space, GridSpace) and name in space.values:
             if not any(same_value(value, v) for v in space.values[name]):
                 found.append((name, f"{name}={shown} is not one of the declared grid values "
-                                    f"{', '.join(_fmt(v) for v in space.values[name])}"))
+                                    f"{_listed_values(space.values[name])}"))
         elif isinstance(space, RandomSpace) and name in space.ranges:
             rng = space.ranges[name]
             if rng.type == "choice":
                 if not any(same_value(value, v) for v in rng.values):
                     found.append((name, f"{name}={shown} is not one of the declared {trial.search} choices "
-                                        f"{', '.join(_fmt(v) for v in rng.values)}"))
+                                        f"{_listed_values(rng.values)}"))
             elif not rng.contains(value):
                 found.append((name, f"{name}={shown} is outside the declared {trial.search} range "
                                     f"{_fmt(rng.min)}..{_fmt(rng.max)}"))
@@ -869,17 +882,20 @@ def _read(path: Path, limit: int) -> tuple[bytes | None, str | None]:
         return None, str(exc)
 
 
-def _read_json(path: Path) -> tuple[Any, str | None]:
-    """The JSON value of a file read within grader.parse's bounds, or None and why not."""
-    data, why = _read(path, MAX_TEXT_BYTES)
+def _read_json(path: Path) -> tuple[Any, str | None, int]:
+    """The JSON value of a KerasTuner file read within grader.parse's bounds (or None and why not), and its size."""
+    data, why = _read(path, MAX_TUNER_JSON_BYTES)
     if data is None:
-        return None, why
+        return None, why, 0
     try:
-        return load_json(data, max_bytes=MAX_TEXT_BYTES), None
+        doc = load_json(data, max_bytes=MAX_TUNER_JSON_BYTES)
     except BoundedParseError as exc:
         if exc.line is not None:
-            return None, f"{exc.message}: line {exc.line} column {exc.column} (char {exc.pos})"
-        return None, exc.message
+            return None, f"{exc.message}: line {exc.line} column {exc.column} (char {exc.pos})", len(data)
+        return None, exc.message, len(data)
+    if count_values(doc, MAX_JSON_VALUES) > MAX_JSON_VALUES:
+        return None, f"holds more than {MAX_JSON_VALUES} values, more than the grader checks", len(data)
+    return doc, None, len(data)
 
 
 def _first(problems: Sequence[Violation], file: str) -> str | None:
@@ -897,6 +913,12 @@ def _unique(problems: Iterable[Violation]) -> list[Violation]:
             seen.add(p)
             out.append(p)
     return out
+
+
+def _listed_values(values: Sequence[Any]) -> str:
+    """'0.001, 0.01' — the first MAX_LISTED_VALUES values, then how many more."""
+    shown = ", ".join(_fmt(v) for v in values[:MAX_LISTED_VALUES])
+    return shown + (f" and {len(values) - MAX_LISTED_VALUES} more" if len(values) > MAX_LISTED_VALUES else "")
 
 
 def _fmt(value: Any) -> str:

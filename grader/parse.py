@@ -167,6 +167,20 @@ def nesting_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def count_values(value: Any, limit: int) -> int:
+    """How many values (containers and scalars) value holds, counting no further than limit + 1; iterative."""
+    count = 0
+    stack: list[Any] = [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
+
+
 def check_value(value: Any, *, max_int_digits: int = MAX_INT_DIGITS, max_depth: int = MAX_DEPTH) -> None:
     """Refuse a value built another way (ast.literal_eval) that breaks the bounds: a long integer, deep nesting."""
     stack: list[tuple[Any, int]] = [(value, 0)]
@@ -203,8 +217,9 @@ def load_yaml(data: bytes | str, *, max_bytes: int = MAX_BYTES, max_int_digits: 
     deeper than max_depth; syntax errors keep PyYAML's problem and position.
     """
     text = _text(data, max_bytes)
-    loader = _BoundedLoader(text, max_int_digits=max_int_digits, max_depth=max_depth)
+    loader = None
     try:
+        loader = _BoundedLoader(text, max_int_digits=max_int_digits, max_depth=max_depth)  # refuses NUL and such
         doc = loader.get_single_data()
         loader.refuse_anchor()
         return doc
@@ -223,7 +238,8 @@ def load_yaml(data: bytes | str, *, max_bytes: int = MAX_BYTES, max_int_digits: 
     except (ValueError, TypeError, OverflowError) as exc:  # a constructor refusing a value (a date such as 2026-13-45)
         raise BoundedParseError(f"not valid YAML: {one_line(str(exc) or type(exc).__name__)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class _BoundedLoader(yaml.SafeLoader):

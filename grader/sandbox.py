@@ -50,8 +50,8 @@ reads.
 Deciding is kept apart from doing: ``choose_isolation``, ``build_bwrap_argv``,
 ``build_rlimits_argv``, ``rlimit_settings``, ``classify_limit`` and
 ``limit_message`` only decide; ``run_sandboxed`` starts, supervises, times out
-and cleans up.  This module imports only the standard library (and
-``grader.cgroup``, which imports only the standard library).
+and cleans up.  This module imports only the standard library (and ``grader.errors``,
+``grader.cgroup``, which import only the standard library).
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from grader.errors import GraderError
 
 from grader import cgroup
 from grader.cgroup import CgroupStats
@@ -147,7 +149,7 @@ DISK_WALK_MAX_DEPTH = 64
 CGROUP_KILL_TIMEOUT_S = 5.0
 
 
-class SandboxUnavailableError(RuntimeError):
+class SandboxUnavailableError(GraderError, RuntimeError):
     """The requested isolation cannot be provided on this host."""
 
 
@@ -512,7 +514,7 @@ def build_bwrap_argv(spec: SandboxSpec) -> list[str]:
             plan.ro_bind_once(path)
     # --dev gives /dev/shm only as a root-owned directory on /dev's unsized tmpfs:
     # mount a sized, world-writable tmpfs there, as on /tmp.
-    tmpfs_size = str(spec.limits.memory_bytes)
+    tmpfs_size = str(spec.limits.tmpfs_bytes)
     plan.other("--proc", "/proc", "--dev", "/dev")
     plan.tmpfs("/dev/shm", "--perms", "1777", "--size", tmpfs_size)
     plan.tmpfs("/tmp", "--perms", "1777", "--size", tmpfs_size)
@@ -607,16 +609,21 @@ def _give_to_sandbox_user(workdir: Path) -> None:
 
     A regular file with other hard links is left alone: it may be a link to a
     host file that an earlier run planted, and chowning it would hand that
-    file over too.
+    file over too. The walk is iterative: a deep tree cannot exhaust the stack.
     """
-    paths = [str(workdir)]
-    for root, dirs, files in os.walk(workdir):
-        paths += [os.path.join(root, name) for name in (*dirs, *files)]
-    for path in paths:
+    pending = [os.fsencode(workdir)]
+    while pending:
+        path = pending.pop()
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             continue
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                with os.scandir(path) as entries:
+                    pending.extend(entry.path for entry in entries)
+            except OSError:
+                pass
         if (st.st_uid, st.st_gid) == (SANDBOX_UID, SANDBOX_GID):
             continue
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
@@ -1084,7 +1091,7 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
         for fd in (stdout_fd, stderr_fd):
             _grow_pipe(fd)
         stopper = _Stopper(proc, isolation, group)
-        disk = None
+        disk = _DiskWatcher(spec.workdir, spec.limits.disk_bytes) if spec.limits.disk_bytes is not None else None
         try:
             timed_out, disk_stopped = _supervise(
                 proc, [(stdout_fd, stdout_log), (stderr_fd, stderr_log)], started, spec, stopper, disk
@@ -1128,7 +1135,7 @@ def group_limits(limits: Limits, isolation: str) -> tuple[int, int]:
 
 def _make_group(limits: Limits, isolation: str) -> tuple[cgroup.Group | None, str]:
     """The run's cgroup and the line SandboxResult.cgroup gets; (None, "none: <reason>") without one."""
-    support = cgroup.CgroupSupport.none("mutant")
+    support = cgroup.detect()
     if not support.available:
         return None, support.describe()
     memory, pids_max = group_limits(limits, isolation)

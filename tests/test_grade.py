@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from rich.console import Console
 from conftest import ROOT, child_env
 from grader import grade
 from grader.result import read_result
+from grader.sandbox import SANDBOX_UID
 
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
 TIME_LIMIT = 60
@@ -49,21 +51,51 @@ def zip_bomb(path: Path) -> None:
                 fh.write(block)
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line mentions text (read from /proc; no pkill)."""
+def stray_processes(out: Path, since: float) -> list[str]:
+    """Processes left of a batch (read from /proc; no pkill): any whose command line, cwd or environment mentions
+    `out`, and any of uid 65534 started at or after `since` (epoch seconds) unless its environment places it in
+    another run (a HOME that is not under `out`: every sandbox of the grader has its HOME in its work dir)."""
+    needle = str(out).encode()
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    ticks = os.sysconf("SC_CLK_TCK")
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            uid = int(next(line.split()[1] for line in (entry / "status").read_text().splitlines()
+                           if line.startswith("Uid:")))
+            start = boot + int((entry / "stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
             try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
+                environ = (entry / "environ").read_bytes()
             except OSError:
-                continue
+                environ = b""
+            try:
+                cwd = os.readlink(entry / "cwd").encode()
+            except OSError:
+                cwd = b""
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue
+        mentions = needle in cmdline or needle in environ or cwd.startswith(needle)
+        foreign = not mentions and b"HOME=" in environ
+        if mentions or (uid == SANDBOX_UID and start >= since - 1 and not foreign):
+            shown = cmdline.replace(b"\0", b" ")[:200]
+            found.append(f"{entry.name} uid {uid}: {shown!r}")
     return found
 
 
+def wait_for_no_strays(out: Path, since: float, within_s: float = 5.0) -> list[str]:
+    """stray_processes, polled until none are left or within_s has passed (a killed PID namespace takes a moment)."""
+    deadline = time.monotonic() + within_s
+    while (left := stray_processes(out, since)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, grade.BatchSummary]:
+def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, grade.BatchSummary, float]:
     base = tmp_path_factory.mktemp("batch")
     subs = base / "submissions"
     subs.mkdir()
@@ -77,8 +109,9 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, grade.B
     rubric = make_rubric(base / "rubric.json", file_size_mb=64, max_processes=64, max_model_mb=1)
     out = base / "out"
     console = Console(file=io.StringIO(), width=200)
+    started = time.time()
     summary = grade.main(submissions=[subs], rubric=rubric, out=out, gpus="none", jobs=2, console=console)
-    return out, rubric, summary
+    return out, rubric, summary, started
 
 
 def result(out: Path, student: str):
@@ -88,7 +121,7 @@ def result(out: Path, student: str):
 
 
 def test_every_submission_gets_a_result_and_one_gradebook_row(batch) -> None:
-    out, _, summary = batch
+    out, _, summary, _ = batch
     book = pd.read_csv(out / "grades.csv", dtype=str)
     assert sorted(book["student_id"]) == sorted(summary.statuses) and len(book) == 16
 
@@ -132,7 +165,7 @@ def test_a_hanging_submission_is_stopped_at_its_box_keeping_what_it_wrote(batch)
                            "are still graded")
     assert TIME_LIMIT <= res.timings.run_s <= TIME_LIMIT + 6
     assert "trials.jsonl" in {a.path for a in res.artifacts}
-    assert processes_mentioning(str(out / "hangs_with_children")) == []
+    assert wait_for_no_strays(out, since=batch[3]) == []
 
 
 def test_a_failing_cell_does_not_stop_the_later_cells(batch) -> None:
@@ -160,6 +193,25 @@ def test_the_network_is_unreachable(batch) -> None:
     out = batch[0]
     log = (out / "tries_network" / "logs" / "stdout.log").read_text()
     assert "NETWORK OPEN" not in log and "blocked pypi.org:443" in log
+
+
+def test_the_network_fixture_reports_a_connection_it_can_make(tmp_path: Path) -> None:
+    """The positive control: outside the sandbox, with every connection sent to a loopback listener this test
+    opens, the same fixture says NETWORK OPEN (so 'blocked' above means blocked, not a broken fixture)."""
+    fixture = FIXTURES / "tries_network" / "tuning.py"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        shim = ("import runpy, socket\n"
+                "connect = socket.create_connection\n"
+                f"socket.create_connection = lambda address, *a, **k: connect(('127.0.0.1', {port}), *a, **k)\n"
+                f"runpy.run_path({str(fixture)!r}, run_name='__main__')\n")
+        proc = subprocess.run([sys.executable, "-c", shim], cwd=tmp_path, env=child_env(tmp_path / "home"),
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["NETWORK OPEN: pypi.org:443", "NETWORK OPEN: 1.1.1.1:53",
+                                        "NETWORK OPEN: 10.0.0.1:80"]
 
 
 def test_200_processes_are_refused_beyond_the_process_limit(batch) -> None:
@@ -209,7 +261,7 @@ def test_a_lone_script_is_its_own_entry_point(batch) -> None:
 
 
 def test_a_rerun_skips_unchanged_submissions_and_regrades_a_changed_one(batch, tmp_path: Path) -> None:
-    out, rubric, _ = batch
+    out, rubric, _, _ = batch
     subs = out.parent / "submissions"
     before = (out / "good_script" / "result.json").read_text()
     (subs / "lone_script.py").write_text("print('changed')\n")
@@ -222,30 +274,41 @@ def test_a_rerun_skips_unchanged_submissions_and_regrades_a_changed_one(batch, t
 
 
 def test_a_grader_killed_mid_batch_loses_nothing_and_a_rerun_finishes_the_rest(tmp_path: Path) -> None:
+    # One job, graded in id order: a quick crash first (its result is written before the kill), then a hanging
+    # submission with children (killed with the grader), then one never started.
     subs = tmp_path / "subs"
     subs.mkdir()
-    for name in ("raises_at_import", "hangs_with_children", "tries_network"):
-        shutil.copytree(FIXTURES / name, subs / name)
+    order = {"1_raises_at_import": "raises_at_import", "2_hangs_with_children": "hangs_with_children",
+             "3_tries_network": "tries_network"}
+    for name, fixture in order.items():
+        shutil.copytree(FIXTURES / fixture, subs / name)
     rubric = make_rubric(tmp_path / "rubric.json")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "grader.cli", "grade", str(subs), "--rubric", str(rubric), "--out", str(out),
            "--gpus", "none", "--jobs", "1"]
+    started = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(tmp_path / "home"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
+    first, hanging = out / "1_raises_at_import" / "result.json", out / "2_hangs_with_children"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (out / "hangs_with_children" / "logs").exists():
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (first.exists() and (hanging / "logs" / "stdout.log").exists()):
+            assert proc.poll() is None, "the grader ended before it could be killed"
             time.sleep(0.2)
         time.sleep(1.0)
+        assert "children:" in (hanging / "logs" / "stdout.log").read_text(), "the hanging submission did not start"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    time.sleep(1.0)
-    assert processes_mentioning(str(out)) == []
-    done_before = {p.parent.name for p in out.glob("*/result.json")}
-    assert "hangs_with_children" not in done_before
+    assert wait_for_no_strays(out, since=started) == []
+    kept = first.read_bytes()
+    assert read_result(first).status == "crashed"
+    assert sorted(p.parent.name for p in out.glob("*/result.json")) == ["1_raises_at_import"]
     finished = subprocess.run(cmd + ["--time-limit", "5"], cwd=ROOT, env=child_env(tmp_path / "home"),
                               capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
+    assert first.read_bytes() == kept  # unchanged, so skipped: the result written before the kill stands
+    assert result(out, "2_hangs_with_children").status == "timed_out"
     book = pd.read_csv(out / "grades.csv", dtype=str)
-    assert sorted(book["student_id"]) == ["hangs_with_children", "raises_at_import", "tries_network"]
+    assert sorted(book["student_id"]) == sorted(order)
+    assert wait_for_no_strays(out, since=started) == []

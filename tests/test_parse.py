@@ -182,3 +182,8 @@ def test_show_value_is_bounded_for_huge_and_deep_values() -> None:
 def test_one_line_collapses_whitespace_escapes_controls_and_cuts() -> None:
     assert one_line("a\n\tb  \x1b[2Jc") == "a b \\x1b[2Jc"
     assert one_line("word " * 10_000, 20) == "word word word wo..."
+
+
+def test_characters_yaml_does_not_allow_are_a_refusal_not_a_crash() -> None:
+    assert refusal(load_yaml, b"\x00") == ("", "not valid YAML: unacceptable character #x0000: special characters "
+                                               "are not allowed")
