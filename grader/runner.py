@@ -37,14 +37,16 @@ from grader.session import (
 )
 from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
 from grader.text import one_line
+from grader.validate import Violation
 
 REQUIRED_MODELS = ("grid", "random")  # always reported, missing or not; other searches only when exported
 NOTEBOOK_COPY = "notebook.executed.ipynb"  # next to result.json: the executed notebook, as copied out
 NOTEBOOK_HTML = "notebook.html"  # next to result.json: the grader's own sanitised rendering of it
 # What is copied out of the sandbox's tree, at most: the output dir, the notebook runner's two files, a child's report.
+# (Every entry looked at counts towards max_files, those `keep` skips included.)
 OUTPUT_LIMITS = HarvestLimits()
-NOTEBOOK_LIMITS = HarvestLimits(max_files=2, max_depth=1, max_file_bytes=64 * 2**20, max_total_bytes=128 * 2**20)
-CHILD_LIMITS = HarvestLimits(max_files=2, max_depth=1, max_total_bytes=64 * 2**20)
+NOTEBOOK_LIMITS = HarvestLimits(max_files=100, max_depth=1, max_file_bytes=64 * 2**20, max_total_bytes=128 * 2**20)
+CHILD_LIMITS = HarvestLimits(max_files=100, max_depth=1, max_total_bytes=64 * 2**20)
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,9 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
         notebook = layout.collected_notebook / EXECUTED_NOTEBOOK
         evidence = gather(layout.collected_outputs, aliases=job.rubric.aliases, run_status=status,
                           run_message=message, evaluations=evaluations,
-                          notebook=notebook if notebook.is_file() else None,
-                          refused=collected.outputs.refused if collected is not None else ())
+                          notebook=notebook if notebook.is_file() else None)
+        if collected is not None:
+            evidence = with_refusals(evidence, collected.outputs)
         checks = run_checks(job.rubric, evidence)
         result = Result(
             schema_version=1,
@@ -169,9 +172,9 @@ class Collected:
 
 def _outputs_kept(rel: str) -> bool:
     """A KerasTuner project's checkpoints are not copied: only its trial.json and oracle.json files are read."""
-    if not rel.startswith(f"{TUNER_DIR}/"):
+    if not rel.startswith(f"{TUNER_DIR}/") or rel.endswith("/"):
         return True
-    return rel.endswith(("/trial.json", "/oracle.json")) or "." not in rel.rsplit("/", 1)[-1]
+    return rel.endswith(("/trial.json", "/oracle.json"))
 
 
 def collect(layout: Layout, *, notebook: bool) -> Collected:
@@ -179,11 +182,12 @@ def collect(layout: Layout, *, notebook: bool) -> Collected:
 
     A script's run never has its ``.grader`` files read: whatever it wrote there is its own.
     """
-    outputs = harvest(layout.outputs, layout.collected_outputs, limits=OUTPUT_LIMITS, keep=_outputs_kept)
+    outputs = harvest(layout.outputs, layout.collected_outputs, limits=OUTPUT_LIMITS, keep=_outputs_kept,
+                      within=layout.root)
     kept: set[str] = set()
     if notebook:
         copied = harvest(layout.notebook_files, layout.collected_notebook, limits=NOTEBOOK_LIMITS,
-                         keep=lambda rel: rel in (EXECUTED_NOTEBOOK, NOTEBOOK_SUMMARY))
+                         keep=lambda rel: rel in (EXECUTED_NOTEBOOK, NOTEBOOK_SUMMARY), within=layout.root)
         kept = {f.rel for f in copied.files}
     summary, problem = None, None
     if NOTEBOOK_SUMMARY in kept:
@@ -193,6 +197,21 @@ def collect(layout: Layout, *, notebook: bool) -> Collected:
         except (OSError, ValueError) as exc:
             problem = f"the notebook runner's summary is unreadable: {exc}"
     return Collected(outputs, summary, problem, EXECUTED_NOTEBOOK in kept)
+
+
+def with_refusals(evidence: Evidence, found: Harvest) -> Evidence:
+    """evidence, with each entry the grader refused to copy listed as a file that is not what it claims, and why."""
+    if not found.refused and found.problem is None:
+        return evidence
+    files = dict(evidence.files)
+    problems = list(evidence.problems)
+    for refusal in found.refused:
+        files[refusal.display] = f"not read: it {refusal.reason}"
+        problems.append(Violation(refusal.display, "", f"not read: it {refusal.reason}"))
+    if found.problem is not None:
+        problems = [p for p in problems if p.file != "output dir"]
+        problems.append(Violation("output dir", "", f"not read: it {found.problem}"))
+    return replace(evidence, files=files, problems=tuple(problems))
 
 
 def _keep_notebook(layout: Layout) -> None:
@@ -311,7 +330,7 @@ def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str) -> tuple[fl
     n_test = len(job.test.labels)
     found = harvest(folder, layout.collected / "eval" / search,
                     limits=replace(CHILD_LIMITS, max_file_bytes=n_test * 8 + 4096),
-                    keep=lambda rel: rel in (EVAL_PREDICTIONS, EVAL_REPORT))
+                    keep=lambda rel: rel in (EVAL_PREDICTIONS, EVAL_REPORT), within=layout.root)
     kept = {f.rel for f in found.files}
     if EVAL_REPORT not in kept:
         return None, _stderr_hint(run).removeprefix(": ") or f"the evaluation exited with code {run.exit_code}"

@@ -62,7 +62,7 @@ MAX_MESSAGE_CHARS = 300
 MAX_TRIAL_LINES = 10_000  # non-blank lines of trials.jsonl looked at
 MAX_TRIAL_VALUES = 300_000  # JSON values (numbers, strings, lists, ...) of trials.jsonl checked, all lines together
 MAX_DOC_VALUES = 100_000  # JSON/YAML values of search_spaces.json or answers.yaml checked
-MAX_CSV_ROWS = 100  # rows of comparison.csv read (it has one per search)
+MAX_CSV_ROWS = 100  # rows of comparison.csv read below its header (it has one per search)
 MAX_CSV_COLUMNS = 100  # cells of one comparison.csv row looked at
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -383,7 +383,8 @@ def check_comparison(path: Path, trial_searches: Iterable[str] | None) -> list[V
 
 
 def comparison_rows(data: bytes) -> list[tuple[int, list[str]]]:
-    """The non-empty rows of comparison.csv's content with their line numbers, at most MAX_CSV_ROWS + 1 of them.
+    """The non-empty rows of comparison.csv's content with their line numbers: the header, at most MAX_CSV_ROWS rows
+    and one more when there are more.
 
     Raises FileProblem when the content is not UTF-8 and csv.Error when it is not CSV.
     """
@@ -391,7 +392,7 @@ def comparison_rows(data: bytes) -> list[tuple[int, list[str]]]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise FileProblem(f"not UTF-8 text (byte {exc.start})") from exc
-    return list(islice(_csv_rows(text), MAX_CSV_ROWS + 1))
+    return list(islice(_csv_rows(text), MAX_CSV_ROWS + 2))
 
 
 def check_comparison_bytes(data: bytes, trial_searches: Iterable[str] | None,
@@ -412,7 +413,7 @@ def check_comparison_bytes(data: bytes, trial_searches: Iterable[str] | None,
     if not rows:
         return [Violation(name, "", "file is empty")]
     stopped = None
-    if len(rows) > MAX_CSV_ROWS:
+    if len(rows) > MAX_CSV_ROWS + 1:
         line_no = rows[-1][0]
         rows = rows[:-1]
         stopped = Violation(name, f"line {line_no}", f"the file has more than {MAX_CSV_ROWS} rows; "

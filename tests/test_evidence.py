@@ -493,3 +493,116 @@ def test_a_deep_or_crowded_output_dir_is_walked_only_so_far(tmp_path: Path, monk
     monkeypatch.setattr("grader.evidence.MAX_FILES", 100)
     assert str(gather(tmp_path).problems[0]) == (
         "d/d/d/d/d/d/d/d/d/d/d/d: folders nested more than 12 levels deep were not looked at")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds: 5000-digit integers, deep nesting and floods become problems, never exceptions
+
+
+BIG = "9" * 5000
+
+
+@pytest.mark.parametrize(("file", "old", "new", "problem"), [
+    ("trials.jsonl", '"batch_size":32,', f'"batch_size":{BIG},', "trials.jsonl line 1: an integer with more than 64 digits"),
+    ("search_spaces.json", '"max_trials": 8', f'"max_trials": {BIG}', "search_spaces.json: an integer with more than 64 digits"),
+    ("answers.yaml", "grid: 0.947", f"grid: {BIG}", "answers.yaml line 12, column 9: an integer with more than 64 digits"),
+    ("comparison.csv", "grid,16,16,", f"grid,{BIG},16,", "comparison.csv line 2: trials: trials has a number with more "
+                                                          "than 64 digits"),
+], ids=["trials", "search-spaces", "answers", "comparison"])
+def test_a_5000_digit_integer_is_a_problem_of_its_file_and_gather_goes_on(tmp_path: Path, file: str, old: str, new: str,
+                                                                         problem: str) -> None:
+    out = reference_output(tmp_path / "out")
+    text = (out / file).read_text()
+    assert old in text
+    (out / file).write_text(text.replace(old, new, 1))
+    ev = gather(out, aliases=ALIASES)
+    assert [str(p) for p in ev.problems] == [problem]
+    assert len(ev.trials) == (23 if file == "trials.jsonl" else 24)
+
+
+def test_a_5000_digit_integer_in_a_keras_tuner_trial_drops_that_trial(tmp_path: Path) -> None:
+    out = _copy_tuner(tmp_path)
+    path = out / "tuner" / "grid" / "trial_03" / "trial.json"
+    path.write_text(path.read_text().replace('"epochs": 1', f'"epochs": {BIG}', 1))
+    ev = gather(out)
+    assert [str(p) for p in ev.problems if "tuner" in p.file] == [
+        "tuner/grid/trial_03/trial.json: an integer with more than 64 digits"]
+    assert len(ev.trials_of("grid")) == 15
+
+
+def test_a_long_integer_in_a_code_answers_cell_is_refused(tmp_path: Path) -> None:
+    source = f"ANSWERS = {{'search_seconds': {{'grid': {'9' * 400}}}}}\n"
+    answers, where, problems = notebook_answers(_notebook(tmp_path / "nb.ipynb", [_cell("code", source)]))
+    assert (answers, where) == (None, None)
+    assert [str(p) for p in problems] == ["nb.ipynb cell 0: ANSWERS holds an integer with more than 64 digits"]
+
+
+def test_deep_nesting_and_an_alias_bomb_are_problems(tmp_path: Path) -> None:
+    out = reference_output(tmp_path / "out")
+    (out / "search_spaces.json").write_text("[" * 100_000 + "]" * 100_000)
+    (out / "answers.yaml").write_text("contract_version: 1\na: &a [x, x, x, x, x, x, x, x]\n"
+                                      + "".join(f"{k}: &{k} [{', '.join(['*' + p] * 8)}]\n"
+                                                for p, k in zip("abcdefgh", "bcdefghi")))
+    ev = gather(out)
+    assert [str(p) for p in ev.problems] == ["search_spaces.json: nested more than 64 levels deep",
+                                             "answers.yaml line 3, column 8: YAML aliases (*name) are not allowed"]
+    assert ev.answers is None and ev.spaces == {}
+
+
+def test_a_16_mib_flood_of_trial_lines_is_gathered_quickly(tmp_path: Path) -> None:
+    out = reference_output(tmp_path / "out")
+    good = (REFERENCE / "trials.jsonl").read_bytes().splitlines()
+    cycle = b"\n".join([b"{}", b"junk", b'{"a": ' + BIG.encode() + b"}", b"[" * 5000 + b"]" * 5000, *good]) + b"\n"
+    (out / "trials.jsonl").write_bytes((cycle * (16 * 2**20 // len(cycle) + 1))[: 16 * 2**20])
+    import time
+
+    start = time.process_time()
+    ev = gather(out, aliases=ALIASES)
+    assert time.process_time() - start < 10.0  # minutes before: a schema validator was built for every line
+    assert len(ev.trials) == 24  # the first copy of each trial; the rest repeat their ids
+    trial_problems = [p for p in ev.problems if p.file == "trials.jsonl"]
+    assert str(trial_problems[-1]).endswith("more than 10000 trial lines; this one and the rest were not read")
+    assert str(trial_problems[-2]).endswith("more violations not listed")
+
+
+def test_a_huge_grid_is_named_in_short_in_a_trials_problem(tmp_path: Path) -> None:
+    out = reference_output(tmp_path / "out")
+    doc = json.loads((out / "search_spaces.json").read_text())
+    doc["grid"]["values"]["learning_rate"] = [0.001 * (i + 1) for i in range(5000)]
+    (out / "search_spaces.json").write_text(json.dumps(doc))
+    _break_line(out, 1, _set_hp(learning_rate=0.5))
+    ev = gather(out)
+    problem = next(str(p) for p in ev.problems if p.file == "trials.jsonl")
+    assert problem == ("trials.jsonl line 1: $.hyperparameters.learning_rate: learning_rate=0.5 is not one of the "
+                       "declared grid values 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01 "
+                       "and 4990 more")
+
+
+# ---------------------------------------------------------------------------------------------
+# One reading: each file is read once, validate is given bytes, nothing is copied to a temp dir
+
+
+def test_gather_writes_no_temp_copy_even_when_aliases_change_the_files(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    out = reference_output(tmp_path / "out")
+    (out / "trials.jsonl").write_text((out / "trials.jsonl").read_text().replace('"learning_rate"', '"lr"'))
+    (out / "answers.yaml").write_text((out / "answers.yaml").read_text().replace(
+        "most_important_hyperparameter: learning_rate", "most_important_hyperparameter: lr"))
+
+    def no_temp(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("gather must not write temp copies")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", no_temp)
+    monkeypatch.setattr(tempfile, "mkdtemp", no_temp)
+    monkeypatch.setattr(tempfile, "mkstemp", no_temp)
+    ev = gather(out, aliases=ALIASES)
+    assert ev.problems == ()
+    assert ev.answers is not None and ev.answers["most_important_hyperparameter"] == "learning_rate"
+
+
+def test_a_trial_record_holds_what_a_plot_needs_whatever_its_source(tmp_path: Path) -> None:
+    for ev in (gather(reference_output(tmp_path / "out")), gather(KERAS_TUNER_ONLY)):
+        record = ev.trials[0].as_record()
+        assert {"search", "trial_id", "val_accuracy", "status", "hyperparameters"} <= set(record)
+        assert record["status"] == "COMPLETED" and isinstance(record["val_accuracy"], float)
+        assert set(record["hyperparameters"]) <= set(ALIASES.values()) | {"epochs", "kernel_size", "l2"}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -646,3 +648,149 @@ def test_main_on_missing_dir_says_so_in_one_line(tmp_path: Path, capsys: pytest.
 def test_main_searches_option_requires_those_models(out: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert validate.main([str(out), "--searches", "grid,random,bayesian"]) == 1
     assert capsys.readouterr().out == "models/best_bayesian.keras: file is missing\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds: no file, however hostile, crashes or stalls the validator
+
+
+BIG = "9" * 5000  # Python refuses to convert an integer of more than 4300 digits to or from text
+
+
+def test_a_5000_digit_integer_in_a_trial_line_is_a_violation_and_the_other_trials_are_kept(out: Path) -> None:
+    (out / "trials.jsonl").write_text(jsonl(TRIALS) + json.dumps(trial("grid", "02")).replace('"epochs": 2', f'"epochs": {BIG}') + "\n")
+    assert lines(out) == ["trials.jsonl line 4: an integer with more than 64 digits"]
+    assert len(read_trials(out / "trials.jsonl")[0]) == 3
+
+
+def test_a_400_digit_integer_too_large_for_a_float_is_refused_too(out: Path) -> None:
+    (out / "trials.jsonl").write_text(jsonl(TRIALS) + json.dumps(trial("grid", "02", train_seconds=1)).replace(
+        '"train_seconds": 1', f'"train_seconds": {"7" * 400}') + "\n")
+    assert lines(out) == ["trials.jsonl line 4: an integer with more than 64 digits"]
+
+
+def test_a_5000_digit_integer_in_search_spaces_is_a_violation(out: Path) -> None:
+    (out / "search_spaces.json").write_text(json.dumps(SEARCH_SPACES).replace('"max_trials": 2', f'"max_trials": {BIG}'))
+    assert lines(out) == ["search_spaces.json: an integer with more than 64 digits"]
+
+
+def test_a_5000_digit_integer_in_answers_is_a_violation_with_its_position(out: Path) -> None:
+    (out / "answers.yaml").write_text(ANSWERS.replace("search_seconds: {grid: 2.74", f"search_seconds: {{grid: {BIG}"))
+    assert lines(out) == ["answers.yaml line 6, column 24: an integer with more than 64 digits"]
+
+
+def test_a_5000_digit_number_in_comparison_is_a_short_violation(out: Path) -> None:
+    (out / "comparison.csv").write_text(COMPARISON.replace("grid,2,2,01,0.95", f"grid,{BIG},2,01,0.95"))
+    assert lines(out) == ["comparison.csv line 2: trials: trials has a number with more than 64 digits"]
+
+
+def test_a_long_cell_is_quoted_short_and_escaped(out: Path) -> None:
+    (out / "comparison.csv").write_text(COMPARISON.replace("grid,2,2,01,0.95", "grid,\x1b[2J" + "x" * 5000 + ",2,01,0.95"))
+    assert lines(out) == ["comparison.csv line 2: trials: trials must be a whole number, got "
+                          "'\\x1b[2Jxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"]
+
+
+def test_a_trial_line_nested_deeper_than_64_levels_is_a_violation(out: Path) -> None:
+    (out / "trials.jsonl").write_text(jsonl(TRIALS) + "[" * 100_000 + "]" * 100_000 + "\n" + '{"a": ' * 65 + "1" + "}" * 65 + "\n")
+    assert lines(out) == ["trials.jsonl line 4: nested more than 64 levels deep",
+                          "trials.jsonl line 5: nested more than 64 levels deep"]
+
+
+def test_a_yaml_alias_bomb_is_refused_at_its_first_alias(out: Path) -> None:
+    bomb = "contract_version: 1\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi"))
+    (out / "answers.yaml").write_text(bomb)
+    assert lines(out) == ["answers.yaml line 3, column 8: YAML aliases (*name) are not allowed"]
+
+
+def test_a_lone_yaml_anchor_is_refused(out: Path) -> None:
+    (out / "answers.yaml").write_text("contract_version: 1\nbetter_search: &pick grid\n")
+    assert lines(out) == ["answers.yaml line 2, column 16: YAML anchors (&name) are not allowed"]
+
+
+def test_answers_larger_than_the_yaml_limit_are_refused_unread(out: Path) -> None:
+    (out / "answers.yaml").write_text(ANSWERS + "# " + "x" * validate.MAX_YAML_BYTES + "\n")
+    assert lines(out) == ["answers.yaml: file is too large (256.5 KiB; the limit is 256 KiB)"]
+
+
+def test_a_flood_of_lines_is_read_up_to_max_trial_lines(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validate, "MAX_TRIAL_LINES", 5)
+    (out / "trials.jsonl").write_text(jsonl(TRIALS) + "\n\n" + jsonl([trial("random", "01")]) + "{}\n" * 1000)
+    trials, violations = read_trials(out / "trials.jsonl")
+    assert len(trials) == 4
+    assert [str(v) for v in violations if "required" not in v.message] == [
+        "trials.jsonl line 8: the file has more than 5 trial lines; this one and the rest were not read"]
+
+
+def test_trials_are_read_up_to_max_trial_values(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validate, "MAX_TRIAL_VALUES", 100)
+    (out / "trials.jsonl").write_text(jsonl(TRIALS + [trial("random", "01", history={"loss": [0.1] * 500})] + TRIALS))
+    trials, violations = read_trials(out / "trials.jsonl")
+    assert len(trials) == 3
+    assert [str(v) for v in violations] == [
+        "trials.jsonl line 4: the trials hold more than 100 values; this line and the rest were not read"]
+
+
+def test_a_16_mib_flood_of_trial_lines_is_read_in_linear_time(out: Path) -> None:
+    good = json.dumps(trial("grid", "x")).encode()
+    cycle = b"{}\n" + b"junk\n" + b'{"a": ' + BIG.encode() + b"}\n" + good + b"\n"
+    flood = (cycle * (16 * 2**20 // len(cycle)))[: 16 * 2**20]
+    start = time.process_time()
+    result = validate.read_trials_bytes(flood)
+    elapsed = time.process_time() - start
+    assert len(result.records) == 1 and len(result.violations) == validate.MAX_VIOLATIONS_PER_FILE + 2
+    assert str(result.violations[-1]).endswith("this one and the rest were not read")
+    assert elapsed < 10.0, elapsed  # it took minutes when each line built its own schema validator
+
+
+def test_a_fifo_in_place_of_a_file_is_refused_without_blocking(out: Path) -> None:
+    (out / "trials.jsonl").unlink()
+    os.mkfifo(out / "trials.jsonl")
+    assert lines(out) == ["trials.jsonl: not a regular file"]
+
+
+def test_comparison_is_read_up_to_max_csv_rows(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validate, "MAX_CSV_ROWS", 3)
+    (out / "comparison.csv").write_text(COMPARISON + "\n".join(["bayesian,1,1"] * 10) + "\n")
+    assert lines(out) == ["comparison.csv line 4: has 3 cells, the header has 14",
+                          "comparison.csv line 4: search: row for search bayesian, which has no trials in trials.jsonl",
+                          "comparison.csv line 5: the file has more than 3 rows; this one and the rest were not read"]
+
+
+def test_a_header_with_many_unexpected_columns_is_named_in_short(out: Path) -> None:
+    header = ",".join(contract.COMPARISON_COLUMNS) + "," + ",".join(f"x{i}" for i in range(5000))
+    (out / "comparison.csv").write_text(header + "\n" + "\n".join(COMPARISON.splitlines()[1:]) + "\n")
+    expected = ",".join(contract.COMPARISON_COLUMNS)
+    assert lines(out)[0] == (f"comparison.csv line 1: header must be {expected} "
+                             "(unexpected x0, x1, x2, x3, x4 and 4995 more)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes and document entry points: the path checkers are thin wrappers
+
+
+def test_each_checker_has_a_bytes_entry_point_giving_the_same_violations(out: Path) -> None:
+    (out / "answers.yaml").write_text("contract_version: 1\nbetter_search: both\n")
+    (out / "search_spaces.json").write_text(json.dumps(with_range("dropout", {"type": "float", "min": 0.5, "max": 0.1,
+                                                                              "sampling": "linear"})))
+    (out / "trials.jsonl").write_text(jsonl(TRIALS) + "nope\n")
+    (out / "comparison.csv").write_text(COMPARISON.replace("grid,2,2,01,0.95", "grid,two,2,01,0.95"))
+    assert validate.check_answers_bytes((out / "answers.yaml").read_bytes()) == validate.check_answers(out / "answers.yaml")
+    assert validate.check_answers_doc({"contract_version": 1, "better_search": "both"}) == validate.check_answers(
+        out / "answers.yaml")
+    assert validate.check_search_spaces_bytes((out / "search_spaces.json").read_bytes()) == validate.check_search_spaces(
+        out / "search_spaces.json")
+    read = validate.read_trials_bytes((out / "trials.jsonl").read_bytes())
+    assert (list(read.records), list(read.violations)) == read_trials(out / "trials.jsonl")
+    assert read.lines == (1, 2, 3) and read.searches == {"grid", "random"}
+    assert validate.check_comparison_bytes((out / "comparison.csv").read_bytes(), {"grid", "random"}) == \
+        validate.check_comparison(out / "comparison.csv", {"grid", "random"})
+    assert [str(v) for v in validate.check_answers_bytes(b"contract_version: 1\nbetter_search: both\n", "cell")] == [
+        "cell $.better_search: 'both' is not one of ['grid', 'random']"]
+
+
+def test_read_trials_bytes_applies_transform_before_checking() -> None:
+    renamed = trial("grid", "00", hyperparameters={"lr": 0.01})
+    read = validate.read_trials_bytes(jsonl([renamed]).encode(), transform=lambda r: {
+        **r, "hyperparameters": {"learning_rate": r["hyperparameters"]["lr"]}})
+    assert read.violations == () and read.records[0]["hyperparameters"] == {"learning_rate": 0.01}
