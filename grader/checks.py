@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import re
-from fnmatch import fnmatchcase
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from grader import contract

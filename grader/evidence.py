@@ -34,7 +34,14 @@ from typing import Any
 
 from grader import contract
 from grader.jsonio import finite_number
-from grader.parse import BoundedParseError, check_value, count_values, load_json, one_line, show_value
+from grader.parse import (
+    BoundedParseError,
+    check_value,
+    count_values,
+    load_json,
+    one_line,
+    show_value,
+)
 from grader.result import ModelEvaluation
 from grader.validate import (
     MAX_CSV_COLUMNS,

@@ -16,8 +16,9 @@ link is followed at any component, src included, and nothing but a regular file 
 ever read. Limits (`HarvestLimits`) bound the entries looked at, the depth walked, each
 file's size and the total copied; each limit reached is one `Refusal` line. Every other
 entry that is not copied is a `Refusal` naming it (an escaped display form, never the
-raw bytes) and saying why in a fixed phrase (`REASON_*`). Nothing in the tree makes
-`harvest` raise.
+raw bytes) and saying why in a phrase that reads after "it" ("is a symbolic link", "has
+a name that is not valid UTF-8", "is larger than 256 MiB"; fixed ones are `REASON_*`).
+Nothing in the tree makes `harvest` raise.
 
 `remove_tree` deletes such a tree (the re-run cleanup) the same way: iteratively, at any
 depth, whatever the names, never following a link, making folders writable as needed.
@@ -34,13 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REASON_SYMLINK = "is a symbolic link"
-REASON_FIFO = "is a named pipe (FIFO)"
+REASON_FIFO = "is a FIFO"
 REASON_SOCKET = "is a socket"
 REASON_CHAR_DEVICE = "is a character device"
 REASON_BLOCK_DEVICE = "is a block device"
 REASON_OTHER = "is not a regular file or folder"
-REASON_NOT_UTF8 = "name is not valid UTF-8"
-REASON_CONTROL = "name contains control characters"
+REASON_NOT_UTF8 = "has a name that is not valid UTF-8"
+REASON_CONTROL = "has a name with control characters"
 REASON_HARD_LINK = "has more than one hard link"
 REASON_CHANGED = "changed while it was being copied"
 
@@ -251,8 +252,8 @@ class _Walker:
         display = _join_display(frame.rel, raw)
         self.seen += 1
         if self.seen > self.limits.max_files:
-            self._refuse(display, f"the tree holds more than {self.limits.max_files} files and folders; "
-                                  "this one and the rest were not looked at")
+            self._refuse(display, f"is past the first {self.limits.max_files} files and folders: "
+                                  "it and the rest were not looked at")
             self.stopped = True
             return None
         why = _name_problem(raw, self.limits.max_name_bytes)
@@ -281,8 +282,8 @@ class _Walker:
         depth = frame.depth + 1
         if depth > self.limits.max_depth:
             if not self.too_deep_said:
-                self._refuse(display, f"folders nested more than {self.limits.max_depth} levels deep "
-                                      "were not looked at")
+                self._refuse(display, f"is more than {self.limits.max_depth} folders deep: "
+                                      "no folder that deep was looked at")
                 self.too_deep_said = True
             return None
         try:
@@ -307,7 +308,7 @@ class _Walker:
     def _file(self, frame: _Frame, name: str, rel: str, display: str, st: os.stat_result) -> None:
         limit = self.limits.max_file_bytes
         if st.st_size > limit:
-            self._refuse(display, f"file is larger than {_size(limit)}")
+            self._refuse(display, f"is larger than {_size(limit)}")
             return
         if st.st_nlink > 1:
             self._refuse(display, REASON_HARD_LINK)
@@ -361,7 +362,7 @@ class _Walker:
                 copied += len(chunk)
                 if copied > room:
                     why = ("total" if room < self.limits.max_file_bytes
-                           else f"file is larger than {_size(self.limits.max_file_bytes)}")
+                           else f"is larger than {_size(self.limits.max_file_bytes)}")
                     break
                 view = memoryview(chunk)
                 while view:
@@ -379,8 +380,8 @@ class _Walker:
         return copied, None
 
     def _stop_total(self, display: str) -> None:
-        self._refuse(display, f"the files copied add up to more than {_size(self.limits.max_total_bytes)}; "
-                              "this one and the rest were not copied")
+        self._refuse(display, f"would take the files copied past {_size(self.limits.max_total_bytes)}: "
+                              "it and the rest were not copied")
         self.stopped = True
 
     def _refuse(self, display: str, reason: str) -> None:
@@ -408,7 +409,7 @@ def _kind_reason(mode: int) -> str:
 def _name_problem(raw: bytes, max_bytes: int) -> str | None:
     """Why a file name is refused (too long, not UTF-8, control or bidirectional characters), or None."""
     if len(raw) > max_bytes:
-        return f"name is longer than {max_bytes} bytes"
+        return f"has a name longer than {max_bytes} bytes"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -126,7 +127,7 @@ def _text(data: bytes | str, max_bytes: int) -> str:
 
 def _may_hold_long_digits(text: str, limit: int) -> bool:
     """Whether text has a run of more than limit digits (only then are integers parsed one by one, in Python)."""
-    return re.search(r"\d{%d}" % (limit + 1), text) is not None
+    return re.search(rf"\d{{{limit + 1}}}", text) is not None
 
 
 @lru_cache(maxsize=8)

@@ -72,13 +72,13 @@ class RunSummary:
     @classmethod
     def from_json(cls, obj: Any) -> RunSummary:
         """Read back what to_json wrote, checking every field; ValueError (one line) if it is not such a summary."""
+        if isinstance(obj, dict) and obj.get("version") != SUMMARY_VERSION:
+            raise ValueError(f"nbrun summary version {_short(obj.get('version'))} is not {SUMMARY_VERSION}")
+        if isinstance(obj, dict) and obj.get("status") not in STATUSES:
+            raise ValueError(f"nbrun summary status {_short(obj.get('status'))} is not one of {', '.join(STATUSES)}")
         doc = _object(obj, "nbrun summary", ("version", "status", "cells_total", "cells_executed", "errors",
                                              "timed_out_cell", "kernel_died_cell", "parameters_cell_found",
                                              "html_error"))
-        if doc["version"] != SUMMARY_VERSION:
-            raise ValueError(f"nbrun summary version {_short(doc['version'])} is not {SUMMARY_VERSION}")
-        if doc["status"] not in STATUSES:
-            raise ValueError(f"nbrun summary status {_short(doc['status'])} is not one of {', '.join(STATUSES)}")
         errors = doc["errors"]
         if not isinstance(errors, list) or len(errors) > MAX_ERRORS:
             raise ValueError(f"nbrun summary errors must be a list of at most {MAX_ERRORS} cell errors")
@@ -113,9 +113,9 @@ class EvalReport:
     @classmethod
     def from_json(cls, obj: Any) -> EvalReport:
         """Read back what to_json wrote; ValueError (one line) if it is not such a report."""
+        if isinstance(obj, dict) and obj.get("version") != EVAL_REPORT_VERSION:
+            raise ValueError(f"evaluation report version {_short(obj.get('version'))} is not {EVAL_REPORT_VERSION}")
         doc = _object(obj, "evaluation report", ("version", "error"))
-        if doc["version"] != EVAL_REPORT_VERSION:
-            raise ValueError(f"evaluation report version {_short(doc['version'])} is not {EVAL_REPORT_VERSION}")
         return cls(error=_optional(doc["error"], _text, "error"))
 
 

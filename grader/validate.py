@@ -35,11 +35,10 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache, lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
-
-from functools import lru_cache
-from itertools import islice
 
 import jsonschema
 
@@ -683,7 +682,7 @@ def _too_many_values(limit: int) -> str:
     return f"holds more than {limit} values, more than the grader checks"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(schema_name: str) -> jsonschema.protocols.Validator:
     """One validator per bundled schema, built once (building one per line made a flood of lines quadratic-slow)."""
     return jsonschema.Draft202012Validator(load_schema(schema_name))

@@ -495,6 +495,51 @@ _json = st.recursive(
 )
 
 
+def test_huge_or_hostile_answers_give_short_messages_not_errors() -> None:
+    params = {"key": "best_val_accuracy", "against": "best_val_accuracy", "tolerance": 0.001}
+    huge = answered(best_val_accuracy={"grid": 10**5000, "random": "\x1b[2J" + "x" * 5000})
+    assert verdict(judged("answer_numeric", params, huge)) == (
+        0.0, "fail", "best_val_accuracy.grid is <a 5001-digit integer>, not a number; best_val_accuracy.random is "
+                     "'\\x1b[2Jxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx..., not a number — copy the best "
+                     "val_accuracy of each search from your trials")
+    choice = {"key": "better_search", "accepted": ["grid"]}
+    result = judged("answer_choice", choice, answered(better_search=["x" * 10_000] * 10_000))
+    assert result.status == "fail" and len(result.message) < 200
+
+
+def test_a_hand_built_trial_with_an_integer_too_large_for_a_float_is_judged_without_error() -> None:
+    trials = [*grid_trials(0.9, 0.9, 0.9), trial("grid", "3", 0.9, learning_rate=10**400, batch_size=64),
+              *random_trials([0.001, 0.01], [0.1, 0.2]), trial("random", "7", 0.9, learning_rate=10**400, dropout=0.1,
+                                                              batch_size=32)]
+    ev = evidence(*trials)
+    for kind, params in (("grid_coverage", {}), ("random_coverage", {"min_trials": 2, "continuous": ["dropout"]})):
+        result = judged(kind, params, ev)
+        assert result.status in ("pass", "partial", "fail"), result.message
+
+
+def test_control_characters_a_submission_wrote_are_escaped_in_messages() -> None:
+    trials = random_trials([0.001, 0.01], [0.1, 0.2]) + [
+        trial("random", "\x1b]0;pwned\x07", 0.9, outside=("dropout",), learning_rate=0.001, dropout=0.9,
+              batch_size=32)]
+    result = judged("random_coverage", {"min_trials": 3}, evidence(*trials))
+    assert "\x1b" not in result.message and "\\x1b]0;pwned\\x07" in result.message
+
+
+def test_a_5000_digit_integer_anywhere_in_a_run_leaves_every_check_judged(tmp_path: Path) -> None:
+    out = reference_output(tmp_path / "out")
+    big = "9" * 5000
+    for name, old, new in (("trials.jsonl", '"epochs":1', f'"epochs":{big}'), ("answers.yaml", "random: 0.911",
+                           f"random: {big}"), ("search_spaces.json", '"epochs": 1', f'"epochs": {big}')):
+        text = (out / name).read_text()
+        assert old in text
+        (out / name).write_text(text.replace(old, new, 1))
+    ev = gather(out, aliases=QUICK.aliases, run_status="completed", run_message=RAN, evaluations=REFERENCE_EVALUATIONS)
+    assert len(ev.problems) == 3
+    results = run_checks(QUICK, ev)
+    assert [c.id for c in results if c.status == "error"] == []
+    assert all(len(c.message) <= checks.MAX_MESSAGE_CHARS for c in results)
+
+
 def _mutate(doc: Any, data: st.DataObject) -> Any:
     """doc with one value somewhere inside it replaced by arbitrary JSON."""
     if not isinstance(doc, (dict, list)) or not doc or data.draw(st.integers(0, 3)) == 0:

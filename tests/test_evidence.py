@@ -570,10 +570,10 @@ def test_a_huge_grid_is_named_in_short_in_a_trials_problem(tmp_path: Path) -> No
     doc = json.loads((out / "search_spaces.json").read_text())
     doc["grid"]["values"]["learning_rate"] = [0.001 * (i + 1) for i in range(5000)]
     (out / "search_spaces.json").write_text(json.dumps(doc))
-    _break_line(out, 1, _set_hp(learning_rate=0.5))
+    _break_line(out, 1, _set_hp(learning_rate=0.0005))
     ev = gather(out)
     problem = next(str(p) for p in ev.problems if p.file == "trials.jsonl")
-    assert problem == ("trials.jsonl line 1: $.hyperparameters.learning_rate: learning_rate=0.5 is not one of the "
+    assert problem == ("trials.jsonl line 1: $.hyperparameters.learning_rate: learning_rate=0.0005 is not one of the "
                        "declared grid values 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01 "
                        "and 4990 more")
 

@@ -160,21 +160,18 @@ def test_a_fifo_is_refused_without_blocking(student: Path, tmp_path: Path) -> No
     start = time.monotonic()
     result = timed_harvest(student, tmp_path / "copy", seconds=5)
     assert time.monotonic() - start < 5
-    assert Refusal("trials.jsonl.fifo", "is a named pipe (FIFO)") in result.refused
-    assert Refusal("plots/hang.png", "is a named pipe (FIFO)") in result.refused
+    assert Refusal("trials.jsonl.fifo", "is a FIFO") in result.refused
+    assert Refusal("plots/hang.png", "is a FIFO") in result.refused
     assert len(result.files) == 4
 
 
-def test_a_socket_is_refused(student: Path, tmp_path: Path) -> None:
+def test_a_socket_is_refused(student: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
     path = student / "s.sock"
     with socket.socket(socket.AF_UNIX) as sock:
-        os.chdir(student)  # a socket path must be short: bind by relative name
-        try:
-            sock.bind("s.sock")
-        finally:
-            os.chdir(tmp_path)
+        monkeypatch.chdir(student)  # a socket path must be short: bind by relative name
+        sock.bind("s.sock")
         result = harvest(student, tmp_path / "copy")
     assert path.exists()
     assert Refusal("s.sock", "is a socket") in result.refused
@@ -195,7 +192,7 @@ def test_a_name_that_is_not_utf8_is_refused_with_an_escaped_display(student: Pat
     fd = os.open(os.fsencode(student) + b"/trials\xff.jsonl", os.O_WRONLY | os.O_CREAT, 0o644)
     os.close(fd)
     result = harvest(student, tmp_path / "copy")
-    assert Refusal("trials\\xff.jsonl", "name is not valid UTF-8") in result.refused
+    assert Refusal("trials\\xff.jsonl", "has a name that is not valid UTF-8") in result.refused
     assert len(result.files) == 4
 
 
@@ -205,7 +202,7 @@ def test_a_latin1_folder_name_is_refused_and_not_walked(student: Path, tmp_path:
     with open(folder + b"/x.txt", "wb") as fh:
         fh.write(b"x")
     result = harvest(student, tmp_path / "copy")
-    assert Refusal("r\\xe9sultats", "name is not valid UTF-8") in result.refused
+    assert Refusal("r\\xe9sultats", "has a name that is not valid UTF-8") in result.refused
     assert [f.rel for f in result.files if "x.txt" in f.rel] == []
 
 
@@ -220,14 +217,14 @@ def test_control_characters_in_a_name_are_refused_and_escaped(student: Path, tmp
                                                               display: str) -> None:
     (student / "plots" / name).write_bytes(b"x")
     result = harvest(student, tmp_path / "copy")
-    assert Refusal(f"plots/{display}", "name contains control characters") in result.refused
+    assert Refusal(f"plots/{display}", "has a name with control characters") in result.refused
     assert len(result.files) == 4
 
 
 def test_a_name_longer_than_the_limit_is_refused(student: Path, tmp_path: Path) -> None:
     (student / ("a" * 40)).write_bytes(b"x")
     result = harvest(student, tmp_path / "copy", limits=HarvestLimits(max_name_bytes=32))
-    assert Refusal("a" * 40, "name is longer than 32 bytes") in result.refused
+    assert Refusal("a" * 40, "has a name longer than 32 bytes") in result.refused
 
 
 def test_unicode_names_that_are_printable_are_copied(student: Path, tmp_path: Path) -> None:
@@ -257,7 +254,8 @@ def test_a_1500_deep_tree_stops_at_max_depth_with_one_refusal_and_remove_tree_de
         fd = child
     os.close(fd)
     result = harvest(src, tmp_path / "copy")
-    assert result.refused == (Refusal("/".join(["d"] * 33), "folders nested more than 32 levels deep were not looked at"),)
+    assert result.refused == (
+        Refusal("/".join(["d"] * 33), "is more than 32 folders deep: no folder that deep was looked at"),)
     assert len(result.files) == 33  # f.txt at depth 0..32
     remove_tree(src)
     assert not src.exists()
@@ -274,15 +272,15 @@ def test_6000_files_stop_at_max_files_with_one_refusal_quickly(tmp_path: Path) -
     result = harvest(src, tmp_path / "copy")
     elapsed = time.monotonic() - start
     assert len(result.files) == 5000
-    assert result.refused == (Refusal("f05000.txt", "the tree holds more than 5000 files and folders; "
-                                                    "this one and the rest were not looked at"),)
+    assert result.refused == (Refusal("f05000.txt", "is past the first 5000 files and folders: "
+                                                    "it and the rest were not looked at"),)
     assert elapsed < 3.0, elapsed
 
 
 def test_a_file_over_max_file_bytes_is_refused_not_truncated(student: Path, tmp_path: Path) -> None:
     (student / "big.bin").write_bytes(b"x" * 2000)
     result = harvest(student, tmp_path / "copy", limits=HarvestLimits(max_file_bytes=1024))
-    assert Refusal("big.bin", "file is larger than 1 KiB") in result.refused
+    assert Refusal("big.bin", "is larger than 1 KiB") in result.refused
     assert not (tmp_path / "copy" / "big.bin").exists()
     assert len(result.files) == 4
 
@@ -291,8 +289,8 @@ def test_the_total_cap_stops_copying_with_one_refusal(tmp_path: Path) -> None:
     src = tree(tmp_path / "out", {f"f{i}.bin": b"x" * 400 for i in range(5)})
     result = harvest(src, tmp_path / "copy", limits=HarvestLimits(max_total_bytes=1000))
     assert [f.rel for f in result.files] == ["f0.bin", "f1.bin"]
-    assert result.refused == (Refusal("f2.bin", "the files copied add up to more than 1000 bytes; "
-                                                "this one and the rest were not copied"),)
+    assert result.refused == (Refusal("f2.bin", "would take the files copied past 1000 bytes: "
+                                                "it and the rest were not copied"),)
 
 
 def test_an_unreadable_folder_of_the_tree_is_a_refusal_not_an_exception(student: Path, tmp_path: Path,

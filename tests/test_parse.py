@@ -126,7 +126,7 @@ def test_a_lone_yaml_anchor_is_refused() -> None:
 
 @pytest.mark.parametrize("depth", [65, 100_000])
 def test_yaml_nested_deeper_than_64_levels_is_refused(depth: int) -> None:
-    where, message = refusal(load_yaml, "[" * depth + "]" * depth)
+    _, message = refusal(load_yaml, "[" * depth + "]" * depth)
     assert message == "nested more than 64 levels deep"
 
 
