@@ -20,7 +20,7 @@ from typing import Any
 from grader import contract
 from grader.evidence import Evidence, Trial
 from grader.jsonio import finite_number
-from grader.parse import one_line, show_int, show_value
+from grader.parse import escaped_line, show_int, show_value
 from grader.result import CheckResult, Score
 from grader.rubric import Check, Rubric
 from tunekit import analysis
@@ -86,7 +86,7 @@ def score(checks: Iterable[CheckResult]) -> Score:
 
 
 def _result(check: Check, fraction: float, status: str, message: str, suspect: bool = False) -> CheckResult:
-    line = one_line(message, MAX_MESSAGE_CHARS)  # control characters a submission wrote are escaped
+    line = escaped_line(message, MAX_MESSAGE_CHARS)  # control characters a submission wrote are escaped
     earned = check.points if fraction >= 1.0 else min(check.points, round(check.points * fraction, 2))
     return CheckResult(id=check.id, title=check.title, kind=check.kind, points=earned,
                        max_points=check.points, status=status, visibility=check.visibility,  # type: ignore[arg-type]
@@ -300,7 +300,7 @@ def judge_random_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
     if outside:
         first = outside[0]
         found.append(f"{len(outside)} of {len(done)} completed trials lie outside the declared ranges (first: trial "
-                     f"{one_line(first.trial_id, 40)}, {first.source}: {', '.join(first.outside)})")
+                     f"{escaped_line(first.trial_id, 40)}, {first.source}: {', '.join(first.outside)})")
     actions = [f"run at least {need} {search} trials sampled from your declared ranges"]
     if unsampled and len(inside) >= 2:  # with fewer trials the count already says what is wrong
         found += unsampled

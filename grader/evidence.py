@@ -11,8 +11,9 @@ are applied everywhere before anything is validated or judged.
 
 Nothing here raises for what a submission wrote: every problem becomes a
 `grader.validate.Violation` naming its file and line (or JSON path), and whatever
-is still usable is kept. Each file is read once (never through a symbolic link, never
-a FIFO or device) and parsed within grader.parse's bounds; `grader.validate`'s bytes and
+is still usable is kept. The grader gathers from its own copy of the output dir
+(grader.harvest), and even so each file is read once (never through a symbolic link,
+never a FIFO or device) and parsed within grader.parse's bounds; `grader.validate`'s bytes and
 document entry points check what was read. When aliases changed a file's content, the
 checker is given the renamed content, so its messages describe what the grader uses.
 Every value of a submission's quoted in a message is cut short (grader.parse.show_value).
@@ -39,7 +40,7 @@ from grader.parse import (
     check_value,
     count_values,
     load_json,
-    one_line,
+    escaped_line,
     show_value,
 )
 from grader.result import ModelEvaluation
@@ -737,7 +738,7 @@ def _comparison(root: Path, trial_searches: set[str] | None
     except FileProblem:
         return None, problems, _first(problems, name) or "not readable"
     except csv.Error as exc:
-        return None, problems, f"not valid CSV: {one_line(str(exc), 200)}"
+        return None, problems, f"not valid CSV: {escaped_line(str(exc), 200)}"
     header = rows[0][1][:MAX_CSV_COLUMNS] if rows else []
     out: dict[str, dict[str, str]] = {}
     for _, cells in rows[1:]:

@@ -33,6 +33,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from grader.text import display_name
 
 REASON_SYMLINK = "is a symbolic link"
 REASON_FIFO = "is a FIFO"
@@ -142,6 +143,8 @@ def _open_src(src: Path, within: Path | None) -> tuple[int | None, str | None]:
         anchor, parts = src.parent, [src.name]
     else:
         anchor, parts = Path(within), list(src.relative_to(within).parts)
+    if any(part in (".", "..") for part in parts):
+        return None, "cannot be read: its path goes through '..'"
     try:
         fd = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
@@ -424,25 +427,9 @@ def _unsafe(ch: str) -> bool:
     return ch in _BIDI or unicodedata.category(ch) == "Cc"
 
 
-def display_name(raw: bytes) -> str:
-    """A file name as a message may show it: valid UTF-8 as is, with each undecodable byte written \\xff, each
-    control or bidirectional character \\x1b or \\u202e, and a backslash \\\\ (as Python's ascii() writes them)."""
-    out = []
-    for ch in raw.decode("utf-8", "surrogateescape"):
-        code = ord(ch)
-        if ch == "\\":
-            out.append("\\\\")
-        elif 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif _unsafe(ch) or 0xD800 <= code <= 0xDFFF:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def _join_display(parent: str, raw: bytes) -> str:
-    text = f"{parent}/{display_name(raw)}" if parent else display_name(raw)
+    name = display_name(raw, None)
+    text = f"{parent}/{name}" if parent else name
     return _display(text)
 
 

@@ -228,16 +228,16 @@ def load_yaml(data: bytes | str, *, max_bytes: int = MAX_BYTES, max_int_digits: 
         raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        message = f"not valid YAML: {one_line(str(exc.problem or exc.context or 'error'))}"
+        message = f"not valid YAML: {escaped_line(str(exc.problem or exc.context or 'error'))}"
         raise BoundedParseError(message, line=mark.line + 1 if mark else None,
                                 column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "error"
-        raise BoundedParseError(f"not valid YAML: {one_line(first)}") from None
+        raise BoundedParseError(f"not valid YAML: {escaped_line(first)}") from None
     except RecursionError:
         raise BoundedParseError(too_deep(max_depth)) from None
     except (ValueError, TypeError, OverflowError) as exc:  # a constructor refusing a value (a date such as 2026-13-45)
-        raise BoundedParseError(f"not valid YAML: {one_line(str(exc) or type(exc).__name__)}") from None
+        raise BoundedParseError(f"not valid YAML: {escaped_line(str(exc) or type(exc).__name__)}") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -370,12 +370,14 @@ def show_int(value: int) -> str:
 
 def _escape(text: str) -> str:
     """text with control and bidirectional characters written as escapes (repr leaves C1 controls and some marks)."""
+    if text.isprintable():  # the usual case, checked in C: no control, format or separator character
+        return text
     text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
                        text)
     return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf") else f"\\u{ord(ch):04x}" for ch in text)
 
 
-def one_line(text: str, limit: int = 300) -> str:
+def escaped_line(text: str, limit: int = 300) -> str:
     """text as one line of at most limit characters: whitespace runs become one space, control and
     bidirectional characters are escaped, a longer text is cut ('...' at the end). Costs O(limit), not O(len(text))."""
     head = text[: 4 * limit + 8]

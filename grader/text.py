@@ -91,8 +91,16 @@ def terminal_text(text: Any, limit: int | None = TERMINAL_CHARS) -> str:
 
 
 def one_line(text: Any, limit: int | None = TERMINAL_CHARS) -> str:
-    """terminal_text(text) with runs of spaces collapsed and the ends stripped, cut to limit (None: no cut)."""
-    return cut(" ".join(terminal_text(text, None).split()), limit)
+    """terminal_text(text) with runs of spaces collapsed and the ends stripped, cut to limit (None: no cut).
+
+    With a limit it costs O(limit), not O(len(text)): only the head of a long text is looked at.
+    """
+    raw = str(text)
+    head = raw if limit is None else raw[: 8 * limit + 64]
+    line = " ".join(terminal_text(head, None).split())
+    if limit is not None and len(head) < len(raw):  # the text went on: the cut shows
+        return line[: max(0, limit - 1)] + ELLIPSIS
+    return cut(line, limit)
 
 
 def clean_line(line: str, limit: int | None = LOG_LINE_CHARS) -> str:

@@ -35,7 +35,7 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from grader.parse import (
     BoundedParseError,
     load_json,
     load_yaml,
-    one_line,
+    escaped_line,
     show_value,
     too_large,
 )
@@ -270,7 +270,7 @@ def read_trials_bytes(data: bytes, name: str = contract.TRIALS_FILE, *,
             break
         looked += 1
         parsed, problems, used = _parse_trial_line(data[start:end], line_no, cut_off=end == size, budget=budget,
-                                                   transform=transform)
+                                                   transform=transform, describe=len(found) < MAX_VIOLATIONS_PER_FILE)
         budget -= used
         if budget < 0:
             stopped = Violation(name, f"line {line_no}", f"the trials hold more than {MAX_TRIAL_VALUES} values; "
@@ -309,9 +309,13 @@ _UNPARSED = object()
 
 
 def _parse_trial_line(chunk: bytes, line_no: int, *, cut_off: bool, budget: int,
-                      transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                      transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None, describe: bool = True,
                       ) -> tuple[Any, list[tuple[str, str]], int]:
-    """One line's value (or _UNPARSED), its violations and how many values it holds (budget + 1 when over budget)."""
+    """One line's value (or _UNPARSED), its violations and how many values it holds (budget + 1 when over budget).
+
+    describe=False (the file already lists as many violations as it will show) counts the
+    schema's violations without writing their messages.
+    """
     where = f"line {line_no}"
     try:
         text = chunk.decode("utf-8")
@@ -332,7 +336,8 @@ def _parse_trial_line(chunk: bytes, line_no: int, *, cut_off: bool, budget: int,
     if transform is not None and isinstance(record, dict):
         record = transform(record)
     skip = {p for p, _ in found}
-    found += [(p, m) for p, m in _schema_findings(record, "trial", _skip_conditional) if p not in skip]
+    found += [(p, m) for p, m in _schema_findings(record, "trial", _skip_conditional, describe=describe)
+              if not p or p not in skip]
     found += [(json_path(parts), m) for parts, m in trial_rules(record)]
     return record, [(f"{where}: {p}", m) for p, m in found], count
 
@@ -612,18 +617,21 @@ def open_regular(path: Path) -> io.BufferedReader:
     'file is missing', 'not a regular file', 'cannot be read: ...').
     """
     try:
+        seen = os.lstat(path)  # a device is never opened (opening one can have effects), nor a FIFO (it blocks)
+        if stat.S_ISLNK(seen.st_mode):
+            raise FileProblem("is a symbolic link, not a regular file")
+        if not stat.S_ISREG(seen.st_mode):
+            raise FileProblem("not a regular file")
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
-        if exc.errno == errno.ELOOP or (exc.errno in (errno.EMLINK, errno.EFTYPE if hasattr(errno, "EFTYPE") else -1)
-                                        and os.path.islink(path)):
+        if exc.errno == errno.ELOOP or (exc.errno == errno.EMLINK and os.path.islink(path)):  # EMLINK: the BSDs
             raise FileProblem("is a symbolic link, not a regular file") from None
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise FileProblem("file is missing") from None
-        if exc.errno in (errno.ENXIO, errno.EISDIR):  # a socket; a folder where O_RDONLY is refused
-            raise FileProblem("not a regular file") from None
         raise FileProblem(f"cannot be read: {exc.strerror or exc}") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino):
             raise FileProblem("not a regular file")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -689,15 +697,21 @@ def _validator(schema_name: str) -> jsonschema.protocols.Validator:
 
 
 def _schema_findings(
-    obj: Any, schema_name: str, skip: Callable[[jsonschema.ValidationError], bool] | None = None
+    obj: Any, schema_name: str, skip: Callable[[jsonschema.ValidationError], bool] | None = None, *,
+    describe: bool = True,
 ) -> list[tuple[str, str]]:
-    """(json path, message) for every violation of a bundled schema, oneOf/anyOf unpacked to the branch meant."""
+    """(json path, message) for every violation of a bundled schema, oneOf/anyOf unpacked to the branch meant.
+
+    describe=False gives one ("", "") per violation: the count, without the cost of the messages.
+    """
     validator = _validator(schema_name)
     try:
         top = [e for e in validator.iter_errors(obj) if skip is None or not skip(e)]
         errors = [e for error in top for e in _unpack(error, top)]
     except RecursionError:
         return [("$", "nested too deeply to check")]
+    if not describe:
+        return [("", "")] * len(errors)
     errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
     return [(_path(e.absolute_path), _shorten(e.message)) for e in errors]
 
@@ -746,7 +760,7 @@ def _capped(file: str, violations: Iterable[Violation]) -> list[Violation]:
 
 
 def _shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    return one_line(text, limit)
+    return escaped_line(text, limit)
 
 
 def _path(parts: Iterable[Any]) -> str:

@@ -13,7 +13,7 @@ from grader.parse import (
     load_json,
     load_yaml,
     nesting_exceeds,
-    one_line,
+    escaped_line,
     show_value,
 )
 
@@ -180,8 +180,8 @@ def test_show_value_is_bounded_for_huge_and_deep_values() -> None:
 
 
 def test_one_line_collapses_whitespace_escapes_controls_and_cuts() -> None:
-    assert one_line("a\n\tb  \x1b[2Jc") == "a b \\x1b[2Jc"
-    assert one_line("word " * 10_000, 20) == "word word word wo..."
+    assert escaped_line("a\n\tb  \x1b[2Jc") == "a b \\x1b[2Jc"
+    assert escaped_line("word " * 10_000, 20) == "word word word wo..."
 
 
 def test_characters_yaml_does_not_allow_are_a_refusal_not_a_crash() -> None:

@@ -731,6 +731,16 @@ def test_trials_are_read_up_to_max_trial_values(out: Path, monkeypatch: pytest.M
         "trials.jsonl line 4: the trials hold more than 100 values; this line and the rest were not read"]
 
 
+def test_violations_past_the_cap_are_counted_exactly(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validate, "MAX_VIOLATIONS_PER_FILE", 5)
+    (out / "trials.jsonl").write_text(jsonl(TRIALS) + "{}\n" * 3 + '{"contract_version": 1, "x": NaN}\n')
+    _, violations = read_trials(out / "trials.jsonl")
+    monkeypatch.setattr(validate, "MAX_VIOLATIONS_PER_FILE", 1000)
+    _, every = read_trials(out / "trials.jsonl")
+    assert len(every) == 41  # 10 per {} line; the last line: NaN, 9 missing keys, 1 unexpected key
+    assert violations == [*every[:5], Violation("trials.jsonl", "", "36 more violations not listed")]
+
+
 def test_a_16_mib_flood_of_trial_lines_is_read_in_linear_time(out: Path) -> None:
     good = json.dumps(trial("grid", "x")).encode()
     cycle = b"{}\n" + b"junk\n" + b'{"a": ' + BIG.encode() + b"}\n" + good + b"\n"
