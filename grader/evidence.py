@@ -185,18 +185,24 @@ def gather(
     run_message: str = "",
     evaluations: Iterable[ModelEvaluation] = (),
     notebook: str | os.PathLike[str] | None = None,
+    refused: Iterable[tuple[str, str]] = (),
+    unread: str | None = None,
 ) -> Evidence:
     """Read one run's output dir into Evidence; never raises for what the submission wrote.
 
     aliases are the rubric's (`rubric.aliases`); run_status and run_message the Result's
     (None when the grader did not run it); evaluations the grader's ModelEvaluations;
     notebook the executed notebook, whose `answers` cell is read when there is no answers.yaml.
+    output_dir is the grader's own copy (grader.harvest): refused lists the (display name,
+    reason) of each entry it did not copy, which count as files that are not what they claim;
+    unread says why the submission's output dir could not be copied at all.
     """
     root = Path(output_dir)
     names = dict(aliases or {})
     problems: list[Violation] = []
-    if not root.is_dir() or root.is_symlink():
-        why = "not a folder" if root.exists() or root.is_symlink() else "the run left no output dir"
+    if unread is not None or not root.is_dir() or root.is_symlink():
+        why = (f"not read: it {unread}" if unread is not None
+               else "not a folder" if root.exists() or root.is_symlink() else "the run left no output dir")
         problems.append(Violation("output dir", "", why))
         return Evidence(output_dir=root, run_status=run_status, run_message=run_message,
                         evaluations=tuple(evaluations), problems=tuple(problems))
@@ -238,6 +244,9 @@ def gather(
     problems += answer_problems
 
     statuses = _file_statuses(root, files, problems, trials, comparison_status, answers, answers_source)
+    for display, reason in refused:
+        statuses[display] = f"not read: it {reason}"
+        problems.append(Violation(display, "", statuses[display]))
     return Evidence(
         output_dir=root,
         run_status=run_status,

@@ -37,7 +37,6 @@ from grader.session import (
 )
 from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
 from grader.text import one_line
-from grader.validate import Violation
 
 REQUIRED_MODELS = ("grid", "random")  # always reported, missing or not; other searches only when exported
 NOTEBOOK_COPY = "notebook.executed.ipynb"  # next to result.json: the executed notebook, as copied out
@@ -98,11 +97,12 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
                isolation: Isolation | None = None, collected: Collected | None = None,
                evaluations: tuple[ModelEvaluation, ...] = ()) -> Graded:
         notebook = layout.collected_notebook / EXECUTED_NOTEBOOK
+        found = collected.outputs if collected is not None else None
         evidence = gather(layout.collected_outputs, aliases=job.rubric.aliases, run_status=status,
                           run_message=message, evaluations=evaluations,
-                          notebook=notebook if notebook.is_file() else None)
-        if collected is not None:
-            evidence = with_refusals(evidence, collected.outputs)
+                          notebook=notebook if notebook.is_file() else None,
+                          refused=[(r.display, r.reason) for r in found.refused] if found else (),
+                          unread=found.problem if found else None)
         checks = run_checks(job.rubric, evidence)
         result = Result(
             schema_version=1,
@@ -199,21 +199,6 @@ def collect(layout: Layout, *, notebook: bool) -> Collected:
     return Collected(outputs, summary, problem, EXECUTED_NOTEBOOK in kept)
 
 
-def with_refusals(evidence: Evidence, found: Harvest) -> Evidence:
-    """evidence, with each entry the grader refused to copy listed as a file that is not what it claims, and why."""
-    if not found.refused and found.problem is None:
-        return evidence
-    files = dict(evidence.files)
-    problems = list(evidence.problems)
-    for refusal in found.refused:
-        files[refusal.display] = f"not read: it {refusal.reason}"
-        problems.append(Violation(refusal.display, "", f"not read: it {refusal.reason}"))
-    if found.problem is not None:
-        problems = [p for p in problems if p.file != "output dir"]
-        problems.append(Violation("output dir", "", f"not read: it {found.problem}"))
-    return replace(evidence, files=files, problems=tuple(problems))
-
-
 def _keep_notebook(layout: Layout) -> None:
     """Keep the executed notebook next to result.json, and the grader's own sanitised HTML page of it."""
     executed = layout.collected_notebook / EXECUTED_NOTEBOOK
@@ -304,7 +289,10 @@ def evaluate_models(layout: Layout, slot: Slot, job: Job, outputs: Harvest) -> l
 def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str], max_bytes: int) -> str | None:
     """Why a model file is not evaluated at all (missing, not copied, too large), or None."""
     if rel in refused:
-        return f"{rel} was not read: {refused[rel]}"
+        return f"{rel} was not read: it {refused[rel]}"
+    folder = next((name for name in refused if rel.startswith(f"{name}/")), None)
+    if folder is not None:
+        return f"{rel} was not read: {folder} {refused[folder]}"
     if rel not in copied:
         return f"{rel} was not written"
     if copied[rel] > max_bytes:
