@@ -594,18 +594,18 @@ def reference_evaluations(reference_quick_run: Path, tmp_path_factory: pytest.Te
     work = tmp_path_factory.mktemp("evaluation")
     images, labels = data.load_test("mnist")
     np.save(work / "images.npy", images, allow_pickle=False)
-    models = []
+    evaluations = []
     for search in ("grid", "random"):
-        shutil.copyfile(reference_quick_run / "models" / f"best_{search}.keras", work / f"best_{search}.keras")
-        models.append(str(work / f"best_{search}.keras"))
-    proc = subprocess.run([sys.executable, "-m", "grader.evalchild", str(work / "images.npy"), str(work / "report.json"),
-                           *models], cwd=ROOT, env=child_env(work / "home"), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((work / "report.json").read_text()) == {"best_grid.keras": None, "best_random.keras": None}
-    return tuple(
-        ModelEvaluation(search, f"models/best_{search}.keras",
-                        float((np.load(work / f"best_{search}.predictions.npy") == labels).mean()), len(labels), None, 0.0)
-        for search in ("grid", "random"))
+        model, predictions, report = (work / f"{search}.keras", work / f"{search}.npy", work / f"{search}.json")
+        shutil.copyfile(reference_quick_run / "models" / f"best_{search}.keras", model)
+        proc = subprocess.run([sys.executable, "-m", "grader.evalchild", str(work / "images.npy"), str(model),
+                               str(predictions), str(report)],
+                              cwd=ROOT, env=child_env(work / "home"), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(report.read_text()) == {"version": 1, "error": None}
+        accuracy = float((np.load(predictions) == labels).mean())
+        evaluations.append(ModelEvaluation(search, f"models/best_{search}.keras", accuracy, len(labels), None, 0.0))
+    return tuple(evaluations)
 
 
 @pytest.mark.slow
