@@ -228,7 +228,9 @@ def _short(text: str, limit: int = 120) -> str:
 def this_interpreter_kernel_spec() -> KernelSpec:
     """An IPython kernel run by this very interpreter, so it sees this environment's packages."""
     return KernelSpec(
-        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # --log-level=ERROR: the kernel's own warnings (TCP without encryption, ...) would end up quoted as the
+        # last line of stderr in a crashed run's message, where the student's error belongs.
+        argv=[sys.executable, "-m", "ipykernel_launcher", "--log-level=ERROR", "-f", "{connection_file}"],
         display_name=f"Python {sys.version_info.major} (nbrun)",
         language="python",
         interrupt_mode="signal",

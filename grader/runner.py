@@ -144,7 +144,7 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     except (SandboxUnavailableError, SandboxSpecError, OSError) as exc:
         return finish("sandbox_error", f"the sandbox could not start: {exc}", entry_point=entry)
     isolation = Isolation(run.isolation, _isolation_details(job.settings, run))
-    collected = collect(layout, notebook=entry.endswith(".ipynb"))
+    collected = collect(layout, notebook=entry.endswith(".ipynb"), disk_bytes=job.settings.limits.disk_bytes)
     status, message = _verdict(run, collected.summary, job.settings)
     if collected.summary_problem and status == "completed":
         message = f"{message}; {collected.summary_problem}"
@@ -177,13 +177,16 @@ def _outputs_kept(rel: str) -> bool:
     return rel.endswith(("/trial.json", "/oracle.json"))
 
 
-def collect(layout: Layout, *, notebook: bool) -> Collected:
+def collect(layout: Layout, *, notebook: bool, disk_bytes: int | None = None) -> Collected:
     """Copy the output dir, and for a notebook the runner's two files, out of the sandbox's tree, never following a link.
 
-    A script's run never has its ``.grader`` files read: whatever it wrote there is its own.
+    A script's run never has its ``.grader`` files read: whatever it wrote there is its own. At most
+    ``disk_bytes`` (the work dir's cap) are copied, so a run stopped past its cap does not fill the disk twice.
     """
-    outputs = harvest(layout.outputs, layout.collected_outputs, limits=OUTPUT_LIMITS, keep=_outputs_kept,
-                      within=layout.root)
+    limits = OUTPUT_LIMITS
+    if disk_bytes is not None:
+        limits = replace(limits, max_total_bytes=min(limits.max_total_bytes, disk_bytes))
+    outputs = harvest(layout.outputs, layout.collected_outputs, limits=limits, keep=_outputs_kept, within=layout.root)
     kept: set[str] = set()
     if notebook:
         copied = harvest(layout.notebook_files, layout.collected_notebook, limits=NOTEBOOK_LIMITS,
@@ -234,7 +237,7 @@ def _verdict(run: SandboxResult, notebook: RunSummary | None, settings: SessionS
     if run.error:
         return "sandbox_error", run.error
     over = limit_message(run, settings.limits)
-    if over is not None:
+    if over is not None and (run.limit_exceeded in ("disk", "tree") or run.exit_code != 0):
         return "crashed", over
     if notebook is not None:
         if notebook.status == "kernel_died":
@@ -250,6 +253,8 @@ def _verdict(run: SandboxResult, notebook: RunSummary | None, settings: SessionS
         first = notebook.errors[0]
         return "completed", one_line(f"{len(notebook.errors)} notebook cell(s) raised an error, first cell "
                                      f"{first.cell_index}: {first.ename}: {first.evalue}", 300)
+    if over is not None:  # a child hit a limit, the run itself still ended well
+        return "completed", f"ran to the end, though part of it hit a limit: it {over}"
     return "completed", "ran to the end"
 
 
@@ -294,6 +299,8 @@ def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str
     if folder is not None:
         return f"{rel} was not read: {folder} {refused[folder]}"
     if rel not in copied:
+        if any(name.startswith(f"{rel}/") for name in copied):
+            return f"{rel} is a folder, not a model file"
         return f"{rel} was not written"
     if copied[rel] > max_bytes:
         return f"{rel} is {copied[rel] / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit for a model"
@@ -326,8 +333,8 @@ def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str) -> tuple[fl
         report = EvalReport.from_json(load_json(found.root.joinpath(EVAL_REPORT).read_bytes()))
     except (OSError, ValueError) as exc:
         return None, one_line(f"the evaluation report is unreadable: {exc}", 300)
-    if report.error is not None:
-        return None, one_line(report.error, 300)
+    if report.error is not None:  # the grader's own paths are no business of the student's
+        return None, one_line(report.error.replace(str(folder / EVAL_MODEL), best_model_path(search)), 300)
     if EVAL_PREDICTIONS not in kept:
         return None, "the evaluation left no predictions"
     return _accuracy(found.root / EVAL_PREDICTIONS, job.test.labels)

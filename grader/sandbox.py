@@ -43,9 +43,10 @@ Resource limits, in both modes:
   cgroup; the rlimits fallback has no private ``/tmp``.
 
 ``SandboxResult.limit_exceeded`` names the limit that stopped a run (memory:
-the cgroup's OOM killer fired; disk: the watcher stopped it; processes: a fork
-was refused by ``pids.max``), and ``limit_message`` gives the line a student
-reads.
+the cgroup's OOM killer fired; disk: the watcher stopped it; tree: the work dir
+grew too many entries or folders too deep for the watcher to measure, so it
+stopped it too; processes: a fork was refused by ``pids.max``), and
+``limit_message`` gives the line a student reads.
 
 Deciding is kept apart from doing: ``choose_isolation``, ``build_bwrap_argv``,
 ``build_rlimits_argv``, ``rlimit_settings``, ``classify_limit`` and
@@ -133,7 +134,7 @@ INIT_EXIT_WAIT_S = 2.0
 _PR_SET_PDEATHSIG = 1
 _SIGNAL_MAX = 64  # statuses 129..192 from bubblewrap mean "killed by signal status-128"
 # The limits a run can be stopped for (SandboxResult.limit_exceeded).
-LIMIT_KINDS = ("memory", "disk", "processes")
+LIMIT_KINDS = ("memory", "disk", "tree", "processes")
 # bubblewrap's own processes in the run's pids cgroup (the outer bwrap and the
 # namespace's init): pids.max is max_processes plus these.
 BWRAP_OWN_TASKS = 2
@@ -141,7 +142,7 @@ BWRAP_OWN_TASKS = 2
 # wall time its walks may take (a slow walk stretches the interval), and the
 # most entries / the deepest nesting a walk visits before the work dir counts
 # as over its cap.
-DISK_POLL_S = 0.5
+DISK_POLL_S = 0.1
 DISK_WALK_SHARE = 0.2
 DISK_WALK_MAX_ENTRIES = 100_000
 DISK_WALK_MAX_DEPTH = 64
@@ -260,7 +261,7 @@ class SandboxResult:
     signal status-128, as a shell does.  ``error`` is set only when the sandbox
     itself failed to start the command.
 
-    ``limit_exceeded`` is "memory", "disk" or "processes" when that limit
+    ``limit_exceeded`` is "memory", "disk", "tree" or "processes" when that limit
     stopped the run (or refused it a process), else None; ``limit_message``
     words it for the student.  ``peak_memory_bytes`` is the most memory the
     run's cgroup was charged at once (None without a memory cgroup).
@@ -308,12 +309,13 @@ def _mib(n: int) -> str:
     return str(n // MiB) if n % MiB == 0 else f"{n / MiB:.1f}"
 
 
-def classify_limit(*, disk_stopped: bool, stats: CgroupStats | None, sig: int | None) -> str | None:
-    """Which limit stopped a run: "disk" (the watcher stopped it), "memory" (the cgroup's OOM killer
+def classify_limit(*, disk_stopped: str | None, stats: CgroupStats | None, sig: int | None) -> str | None:
+    """Which limit stopped a run: "disk" or "tree" (the watcher stopped it: ``disk_stopped`` says which),
+    "memory" (the cgroup's OOM killer
     fired; where the kernel does not count OOM kills, the limit was hit and the run died by SIGKILL),
     "processes" (a fork was refused by pids.max), or None."""
     if disk_stopped:
-        return "disk"
+        return disk_stopped
     if stats is None:
         return None
     if stats.oom_kills:
@@ -333,6 +335,9 @@ def limit_message(result: SandboxResult, limits: Limits) -> str | None:
     if kind == "disk":
         cap = f" of {_mib(limits.disk_bytes)} MiB" if limits.disk_bytes is not None else ""
         return f"wrote more than its disk limit{cap} to its work dir and was stopped"
+    if kind == "tree":
+        return (f"made its work dir too large to measure (more than {DISK_WALK_MAX_ENTRIES} entries or "
+                f"{DISK_WALK_MAX_DEPTH} folders deep) and was stopped")
     if kind == "processes":
         return f"tried to run more than {limits.max_processes} processes at once (threads count too)"
     return None
@@ -746,14 +751,17 @@ class _DiskWatcher:
         self.next_at = 0.0  # monotonic time of the next walk: the first is at once
         self.last: DiskUsage | None = None
 
-    def over(self, now: float) -> bool:
+    def over(self, now: float) -> str | None:
+        """None while the work dir is within its cap; "disk" past it, "tree" when it cannot be measured."""
         if now < self.next_at:
-            return False
+            return None
         began = time.monotonic()
         self.last = disk_usage(self._root)
         took = time.monotonic() - began
         self.next_at = time.monotonic() + max(DISK_POLL_S, took / DISK_WALK_SHARE)
-        return not self.last.complete or self.last.bytes > self._cap
+        if not self.last.complete:
+            return "tree"
+        return "disk" if self.last.bytes > self._cap else None
 
 
 class _CappedLog:
@@ -955,10 +963,10 @@ def _supervise(
     spec: SandboxSpec,
     stopper: _Stopper,
     disk: _DiskWatcher | None = None,
-) -> tuple[bool, bool]:
+) -> tuple[bool, str | None]:
     """Copy output to the logs until the command exits; enforce the time box and the disk cap.
 
-    Returns (timed_out, stopped for disk).
+    Returns (timed_out, what the disk watcher stopped it for: "disk", "tree" or None).
     """
     sel = selectors.DefaultSelector()
     for fd, log in logs:
@@ -970,14 +978,15 @@ def _supervise(
     deadline = started + spec.time_limit_s
     kill_at = math.inf
     timed_out = False
-    disk_stopped = False
+    disk_stopped: str | None = None
     try:
         while not _has_exited(proc.pid):
             now = time.monotonic()
-            if disk is not None and not disk_stopped and disk.over(now):
-                disk_stopped = True
-                stopper.kill()  # no grace: every second of it could be more bytes
-                kill_at = math.inf
+            if disk is not None and not disk_stopped:
+                disk_stopped = disk.over(now)
+                if disk_stopped:
+                    stopper.kill()  # no grace: every second of it could be more bytes
+                    kill_at = math.inf
             if not timed_out and not disk_stopped and now >= deadline:
                 timed_out = True
                 stopper.terminate()

@@ -86,6 +86,15 @@ def stray_processes(out: Path, since: float) -> list[str]:
     return found
 
 
+def kill_strays(out: Path) -> None:
+    """SIGKILL, by PID, the processes this test started that are still there (those mentioning its OUT folder)."""
+    for line in stray_processes(out, since=time.time() + 3600):
+        try:
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
 def wait_for_no_strays(out: Path, since: float, within_s: float = 5.0) -> list[str]:
     """stray_processes, polled until none are left or within_s has passed (a killed PID namespace takes a moment)."""
     deadline = time.monotonic() + within_s
@@ -298,9 +307,12 @@ def test_a_grader_killed_mid_batch_loses_nothing_and_a_rerun_finishes_the_rest(t
         time.sleep(1.0)
         assert "children:" in (hanging / "logs" / "stdout.log").read_text(), "the hanging submission did not start"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGKILL)  # the grader alone: its sandboxes must die with it
         proc.wait()
-    assert wait_for_no_strays(out, since=started) == []
+    try:
+        assert wait_for_no_strays(out, since=started) == []
+    finally:
+        kill_strays(out)
     kept = first.read_bytes()
     assert read_result(first).status == "crashed"
     assert sorted(p.parent.name for p in out.glob("*/result.json")) == ["1_raises_at_import"]

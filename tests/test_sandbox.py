@@ -762,6 +762,7 @@ def test_limit_messages_name_the_limit_in_one_line() -> None:
     assert messages == {
         "memory": "used more than its memory limit of 1024 MiB and was stopped",
         "disk": "wrote more than its disk limit of 1024 MiB to its work dir and was stopped",
+        "tree": "made its work dir too large to measure (more than 100000 entries or 64 folders deep) and was stopped",
         "processes": "tried to run more than 256 processes at once (threads count too)",
         None: None,
     }
@@ -771,13 +772,14 @@ def test_the_limit_that_stopped_a_run_is_read_from_the_watcher_and_the_cgroup() 
     def stats(oom: int | None = 0, hits: int | None = 0, pids: int | None = 0) -> CgroupStats:
         return CgroupStats(peak_memory_bytes=1, oom_kills=oom, memory_limit_hits=hits, pids_limit_hits=pids)
 
-    assert classify_limit(disk_stopped=True, stats=stats(oom=1), sig=signal.SIGKILL) == "disk"
-    assert classify_limit(disk_stopped=False, stats=stats(oom=1, pids=3), sig=None) == "memory"
-    assert classify_limit(disk_stopped=False, stats=stats(hits=5), sig=signal.SIGKILL) is None  # reclaim, no kill
-    assert classify_limit(disk_stopped=False, stats=stats(oom=None, hits=5), sig=signal.SIGKILL) == "memory"
-    assert classify_limit(disk_stopped=False, stats=stats(oom=None, hits=5), sig=None) is None
-    assert classify_limit(disk_stopped=False, stats=stats(pids=2), sig=None) == "processes"
-    assert classify_limit(disk_stopped=False, stats=None, sig=signal.SIGKILL) is None
+    assert classify_limit(disk_stopped="disk", stats=stats(oom=1), sig=signal.SIGKILL) == "disk"
+    assert classify_limit(disk_stopped="tree", stats=None, sig=signal.SIGKILL) == "tree"
+    assert classify_limit(disk_stopped=None, stats=stats(oom=1, pids=3), sig=None) == "memory"
+    assert classify_limit(disk_stopped=None, stats=stats(hits=5), sig=signal.SIGKILL) is None  # reclaim, no kill
+    assert classify_limit(disk_stopped=None, stats=stats(oom=None, hits=5), sig=signal.SIGKILL) == "memory"
+    assert classify_limit(disk_stopped=None, stats=stats(oom=None, hits=5), sig=None) is None
+    assert classify_limit(disk_stopped=None, stats=stats(pids=2), sig=None) == "processes"
+    assert classify_limit(disk_stopped=None, stats=None, sig=signal.SIGKILL) is None
 
 
 def test_without_a_pids_cgroup_the_process_limit_falls_back_to_rlimit_nproc() -> None:
