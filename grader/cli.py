@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         summary = grade.main(submissions=args.submissions, rubric=args.rubric, out=args.out, profile=args.profile,
                              time_limit=args.time_limit, gpus=args.gpus, per_gpu=args.per_gpu, jobs=args.jobs,
                              force=args.force, require_sandbox=args.require_sandbox, backend=args.backend)
-        return summary.exit_code
+        return EXIT_SANDBOX_ERRORS if summary.sandbox_errors else EXIT_OK
     if args.verb == "calibrate":
         from grader import calibrate
 

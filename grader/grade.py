@@ -33,10 +33,6 @@ PACKAGES = ("keras", "keras-tuner", "torch", "tensorflow", "numpy", "nbclient")
 DATA_DIR = ".data"  # under OUT: the train split handed to submissions, the test images for evaluation
 
 
-EXIT_OK = 0  # every submission has a result, none of them a sandbox error
-EXIT_SANDBOX_ERRORS = 3  # the batch finished, but some submission ended in sandbox_error: re-run to retry those
-
-
 @dataclass(frozen=True)
 class BatchSummary:
     """What a grading run did; ``refused`` holds one line per entry of the submissions folder that was not graded."""
@@ -48,9 +44,9 @@ class BatchSummary:
     refused: tuple[str, ...] = ()
 
     @property
-    def exit_code(self) -> int:
-        """EXIT_OK, or EXIT_SANDBOX_ERRORS when any submission graded now ended in a sandbox error."""
-        return EXIT_SANDBOX_ERRORS if "sandbox_error" in self.statuses.values() else EXIT_OK
+    def sandbox_errors(self) -> tuple[str, ...]:
+        """The students graded now whose run ended in a sandbox error (the grader's fault; a re-run retries them)."""
+        return tuple(student for student, status in self.statuses.items() if status == "sandbox_error")
 
 
 def main(

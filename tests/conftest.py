@@ -1,4 +1,5 @@
-"""Shared fixtures: a clean environment for child processes and one real quick-profile reference run per session."""
+"""Shared fixtures: a clean environment for child processes, one real quick-profile reference run per session, and
+the processes a batch left behind."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from grader.sandbox import SANDBOX_UID
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,3 +48,38 @@ def reference_quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = run_reference(out, base / "home", GRADER_OUTPUT_DIR=str(out), GRADER_PROFILE="quick", GRADER_SEED="0")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
+
+
+def stray_processes(out: Path, since: float) -> list[str]:
+    """Processes left of a batch (read from /proc; no pkill): any whose command line, cwd or environment mentions
+    `out`, and any of uid 65534 started at or after `since` (epoch seconds) unless its environment places it in
+    another run (a HOME that is not under `out`: every sandbox of the grader has its HOME in its work dir)."""
+    needle = str(out).encode()
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            uid = int(next(line.split()[1] for line in (entry / "status").read_text().splitlines()
+                           if line.startswith("Uid:")))
+            start = boot + int((entry / "stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                environ = b""
+            try:
+                cwd = os.readlink(entry / "cwd").encode()
+            except OSError:
+                cwd = b""
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue
+        mentions = needle in cmdline or needle in environ or cwd.startswith(needle)
+        foreign = not mentions and b"HOME=" in environ
+        if mentions or (uid == SANDBOX_UID and start >= since - 1 and not foreign):
+            shown = cmdline.replace(b"\0", b" ")[:200]
+            found.append(f"{entry.name} uid {uid}: {shown!r}")
+    return found

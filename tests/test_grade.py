@@ -18,10 +18,9 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from conftest import ROOT, child_env
+from conftest import ROOT, child_env, stray_processes
 from grader import grade
 from grader.result import read_result
-from grader.sandbox import SANDBOX_UID
 
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
 TIME_LIMIT = 60
@@ -49,41 +48,6 @@ def zip_bomb(path: Path) -> None:
         with zf.open("tuning.py", "w", force_zip64=True) as fh:
             for _ in range(300):
                 fh.write(block)
-
-
-def stray_processes(out: Path, since: float) -> list[str]:
-    """Processes left of a batch (read from /proc; no pkill): any whose command line, cwd or environment mentions
-    `out`, and any of uid 65534 started at or after `since` (epoch seconds) unless its environment places it in
-    another run (a HOME that is not under `out`: every sandbox of the grader has its HOME in its work dir)."""
-    needle = str(out).encode()
-    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                if line.startswith("btime "))
-    ticks = os.sysconf("SC_CLK_TCK")
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            uid = int(next(line.split()[1] for line in (entry / "status").read_text().splitlines()
-                           if line.startswith("Uid:")))
-            start = boot + int((entry / "stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                environ = b""
-            try:
-                cwd = os.readlink(entry / "cwd").encode()
-            except OSError:
-                cwd = b""
-        except (OSError, StopIteration, ValueError, IndexError):
-            continue
-        mentions = needle in cmdline or needle in environ or cwd.startswith(needle)
-        foreign = not mentions and b"HOME=" in environ
-        if mentions or (uid == SANDBOX_UID and start >= since - 1 and not foreign):
-            shown = cmdline.replace(b"\0", b" ")[:200]
-            found.append(f"{entry.name} uid {uid}: {shown!r}")
-    return found
 
 
 def kill_strays(out: Path) -> None:
