@@ -161,7 +161,7 @@ def judge_search_space(params: Mapping[str, Any], ev: Evidence) -> Verdict:
             unmet.append("no grid is declared" if grid_missing else f"the grid has {have} value{_s(have)} for {name} "
                                                                      f"(needs {need})")
     for name, ratio in dict(params.get("grid_span", {})).items():
-        values = [] if grid_missing else [v for v in grid.values.get(name, ()) if _finite(v) and v > 0]
+        values = [] if grid_missing else [v for v in grid.values.get(name, ()) if finite_number(v) and v > 0]
         span = max(values) / min(values) if values else 1.0
         if span >= ratio * (1 - 1e-9):
             met += 1
@@ -190,7 +190,7 @@ def _range_shortfall(space: Any, name: str, want: Mapping[str, Any]) -> str | No
     if rng is None:
         return f"the random search does not vary {name} (needs a range covering {_fmt(low)}..{_fmt(high)})"
     if rng.type == "choice":
-        numbers = [v for v in rng.values if _finite(v)]
+        numbers = [v for v in rng.values if finite_number(v)]
         have_low, have_high = (min(numbers), max(numbers)) if numbers else (math.inf, -math.inf)
     else:
         have_low, have_high = rng.min, rng.max
@@ -557,7 +557,7 @@ def _compare_numbers(key: str, answers: Mapping[str | None, Any], expected: Mapp
         got = answers.get(name)
         if got is None:
             wrong.append(f"{label} is not answered")
-        elif not _finite(got):
+        elif not finite_number(got):
             wrong.append(f"{label} is {_quote(got)}, not a number")
         elif want is None:
             wrong.append(f"{label} cannot be checked: your trials have no value for it")
@@ -696,15 +696,7 @@ def _key(value: Any) -> Any:
     An integer too large for a float (grader.parse refuses those, so only a hand-built
     Evidence holds one) is compared as it is.
     """
-    return float(f"{value:.9g}") if _finite(value) else value
-
-
-def _finite(value: Any) -> bool:
-    """finite_number, but False (not an OverflowError) for an integer too large for a float."""
-    try:
-        return finite_number(value)
-    except OverflowError:
-        return False
+    return float(f"{value:.9g}") if finite_number(value) else value
 
 
 def _fmt(value: Any) -> str:

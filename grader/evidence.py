@@ -839,7 +839,13 @@ def notebook_answers(notebook: Path, aliases: Mapping[str, str] | None = None
 
 
 def _literal_answers(text: str) -> tuple[dict[str, Any] | None, str]:
-    """The dict a code cell assigns to ANSWERS, read without running the cell; or None and why not."""
+    """The dict a code cell assigns to ANSWERS, read without running the cell; or None and why not.
+
+    A cell longer than answers.yaml may be is refused unparsed: Python's parser needs hundreds of
+    bytes of memory per byte of source.
+    """
+    if len(text) > MAX_YAML_BYTES:
+        return None, f"the answers cell is longer than {MAX_YAML_BYTES // 1024} KiB; answers are short"
     lines = [line for line in text.splitlines() if not line.lstrip().startswith(("%", "!"))]
     try:
         tree = ast.parse("\n".join(lines))

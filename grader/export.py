@@ -42,7 +42,7 @@ from grader.feedback import visible_checks
 from grader.jsonio import write_json_atomic
 from grader.result import RESULT_FILE, CheckResult, Result, read_result, read_results
 from grader.staging import student_id_problem
-from grader.text import display_name, one_line
+from grader.text import display_name, markdown_text, one_line
 from grader.errors import GraderError
 
 Format = Literal["gradescope", "classroom"]
@@ -79,7 +79,7 @@ def gradescope_results(result: Result) -> dict[str, Any]:
             "status": "passed" if c.status == "pass" else "failed",
             "visibility": GRADESCOPE_VISIBILITY[c.visibility],
             "output": c.message,
-            "output_format": "md",
+            "output_format": "text",
         }
         for c in result.checks
     ]
@@ -279,14 +279,6 @@ def _accuracy(result: Result, search: str) -> float | None:
 
 def _name(check: CheckResult) -> str:
     return check.title or check.id
-
-
-_MARKDOWN_SPECIAL = frozenset("\\`*_[]()<>!|~#&")
-
-
-def markdown_text(text: str) -> str:
-    """text shown literally by a Markdown renderer: its special characters backslash-escaped (``&`` as ``&amp;``)."""
-    return "".join("&amp;" if ch == "&" else f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
 
 def _log_line(text: str) -> str:

@@ -39,7 +39,7 @@ from grader.contract import SEARCHES
 from grader.jsonio import write_bytes_atomic, write_text_atomic
 from grader.nbhtml import PAGE_CSP, is_rendered_page
 from grader.result import CheckResult, ModelEvaluation, Result, Score
-from grader.text import clean_line  # the one cleaner of untrusted lines; still importable from here
+from grader.text import clean_line, markdown_text  # clean_line: the one cleaner of untrusted lines; still importable from here
 
 Audience = Literal["student", "instructor"]
 AUDIENCES: tuple[str, ...] = ("student", "instructor")
@@ -293,16 +293,17 @@ def notebook_link(student_dir: Path, result: Result) -> str | None:
 
 def render_markdown(fb: Feedback) -> str:
     """The feedback as Markdown: header, checks table, a section per check with its message, plots, log excerpt."""
-    out = [f"# Feedback for {fb.student_id}" + (" (instructor copy)" if fb.audience == "instructor" else ""), ""]
+    md = markdown_text  # every text that came from the submission is shown literally, never as Markdown
+    out = [f"# Feedback for {md(fb.student_id)}" + (" (instructor copy)" if fb.audience == "instructor" else ""), ""]
     out += [f"**Status:** {fb.status}. {STATUS_TEXT.get(fb.status, '')}", ""]
     if fb.message:
-        out += [f"> {_one_line(fb.message)}", ""]
+        out += [f"> {md(_one_line(fb.message))}", ""]
     out += [f"**Score:** {_score_text(fb.score)}", ""]
     if fb.withheld_until_due:
         out += [f"{_withheld_text(fb.withheld_until_due)}", ""]
     out += ["**Verified test accuracy** (the grader's own evaluation of your exported models on the held-out "
             "test split):", ""]
-    out += [f"- {_accuracy_text(e)}" for e in fb.evaluations] or ["- no exported model was evaluated"]
+    out += [f"- {md(_accuracy_text(e))}" for e in fb.evaluations] or ["- no exported model was evaluated"]
     out.append("")
     if fb.suspect:
         out += [f"{WARN} **{fb.suspect_text}**", ""]
@@ -322,22 +323,22 @@ def render_markdown(fb: Feedback) -> str:
         for c in fb.checks:
             out += [f"### {_one_line(_check_name(c))}" + (f" {WARN}" if c.suspect else ""), "",
                     f"{CHECK_STATUS_TEXT[c.status]}, {_num(c.points)}/{_num(c.max_points)} points", "",
-                    c.message, ""]
+                    md(c.message), ""]
     else:
         out += ["No checks were run.", ""]
 
     out += ["## Your trials" if fb.audience == "student" else "## Trials", ""]
     for plot in fb.plots:
-        out += [f"![{plot.search} trials]({plot.path})", "", plot.caption, ""]
+        out += [f"![{md(plot.search)} trials]({plot.path})", "", md(plot.caption), ""]
     for note in fb.plot_notes:
-        out += [note, ""]
+        out += [md(note), ""]
 
     if fb.log is not None:
         body = "\n".join(fb.log.lines)
         fence = "`" * max(3, _longest_backtick_run(body) + 1)
         out += [f"## Log excerpt ({fb.log.path})", "", _log_intro(fb.log), "", fence, body, fence, ""]
     if fb.run_facts:
-        out += ["## Run", ""] + [f"- {k}: {v}" for k, v in fb.run_facts] + [""]
+        out += ["## Run", ""] + [f"- {k}: {md(v)}" for k, v in fb.run_facts] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 

@@ -22,7 +22,7 @@ from grader.gradebook import LiveGradebook
 from grader.result import Result, Slot, Timings, needs_grading, read_result, write_result
 from grader.rubric import Rubric, load_rubric
 from grader.runner import Graded, Job, TestSplit, grade_submission
-from grader.sandbox import SandboxUnavailableError, bwrap_usable
+from grader.sandbox import SandboxUnavailableError, bwrap_usable, stop_all
 from grader.scheduler import Executor, LocalExecutor, plan_slots, threads_per_slot
 from grader.session import DEFAULT_EVAL_TIME_LIMIT_S, Layout, SessionSettings, limits_from_rubric
 from grader.staging import DuplicateStudentError, InvalidSubmissionError, Submission, discover, hash_source
@@ -134,7 +134,11 @@ def main(
             progress.console.print(rich_text(f"{result.student_id}: {result.status} - {result.message}"))
             book.update(result)
 
-        (executor or LocalExecutor(slots)).run(todo, _guarded, done)
+        try:
+            (executor or LocalExecutor(slots)).run(todo, _guarded, done)
+        except BaseException:  # interrupted (or a grader bug): the runs still going end now, writing no result
+            stop_all()
+            raise
     written = book.write()
     console.print(score_table(book.results()))
     console.print(rich_text(f"gradebook: {written.csv_path} ({written.rows} students); "

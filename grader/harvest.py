@@ -33,7 +33,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from grader.text import display_name
+from grader.text import BIDI, display_name
 
 REASON_SYMLINK = "is a symbolic link"
 REASON_FIFO = "is a FIFO"
@@ -54,7 +54,6 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_C
 _CHUNK = 1 << 20
 LISTED_PER_FILE = 20  # a folder's names read before sorting: at most this many times max_files
 _DISPLAY_CHARS = 200
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True)
@@ -99,6 +98,7 @@ class Harvest:
     files: tuple[HarvestedFile, ...]
     refused: tuple[Refusal, ...]
     problem: str | None = None
+    stopped: bool = False  # a count or size limit ended the walk: entries after the last refusal were not looked at
 
     @property
     def total_bytes(self) -> int:
@@ -134,7 +134,8 @@ def harvest(src: Path, dest: Path, *, limits: HarvestLimits = HarvestLimits(),
             os.close(dest_fd)
     finally:
         os.close(src_fd)
-    return Harvest(root=dest, files=tuple(sorted(walker.files, key=lambda f: f.rel)), refused=tuple(walker.refused))
+    return Harvest(root=dest, files=tuple(sorted(walker.files, key=lambda f: f.rel)), refused=tuple(walker.refused),
+                   stopped=walker.stopped)
 
 
 def _open_src(src: Path, within: Path | None) -> tuple[int | None, str | None]:
@@ -424,7 +425,7 @@ def _name_problem(raw: bytes, max_bytes: int) -> str | None:
 
 def _unsafe(ch: str) -> bool:
     """A C0/C1 control, DEL, or a bidirectional formatting character (which reorders what a terminal shows)."""
-    return ch in _BIDI or unicodedata.category(ch) == "Cc"
+    return ch in BIDI or unicodedata.category(ch) == "Cc"
 
 
 def _join_display(parent: str, raw: bytes) -> str:

@@ -69,5 +69,11 @@ def json_path(parts: Any) -> str:
 
 
 def finite_number(value: Any) -> bool:
-    """True for an int or float that is neither NaN nor infinite (bools are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """True for an int or float that is neither NaN nor infinite, nor an integer too large for a float (bools are not
+    numbers here). Never raises, whatever a submission wrote."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -2,7 +2,7 @@
 
 This runs INSIDE the sandbox, as a child process of the grader::
 
-    python -m grader.nbrun NOTEBOOK --executed OUT.ipynb --html OUT.html --summary SUMMARY.json \\
+    python -m grader.nbrun NOTEBOOK --executed OUT.ipynb --summary SUMMARY.json \\
         [--param NAME=JSON ...] [--cell-timeout S] [--startup-timeout S]
 
 In order:
@@ -30,8 +30,8 @@ In order:
    grader's time box kills still leaves what the finished cells (and the running
    one, up to its last save) printed.
 5. The kernel is shut down (then its process group killed, so nothing it spawned
-   outlives it), the executed notebook is exported to HTML (a failure is recorded
-   in the summary, not raised) and the summary JSON is written atomically.
+   outlives it) and the summary JSON is written atomically. (The grader renders the
+   executed notebook's HTML page itself, outside the sandbox: grader.nbhtml.)
 
 SIGTERM or SIGINT stops the run: the kernel is killed, the executed notebook saved,
 no HTML or summary is written, and the command exits with 128 + the signal number.
@@ -334,7 +334,7 @@ class _Execution:
             return None
         return index if index < self.injected_at else index - 1
 
-    def summary(self, parameters_cell_found: bool, html_error: str | None) -> RunSummary:
+    def summary(self, parameters_cell_found: bool) -> RunSummary:
         status: Status
         if self.kernel_died:
             status = "kernel_died"
@@ -352,7 +352,6 @@ class _Execution:
             timed_out_cell=self.timed_out_cell,
             kernel_died_cell=self.kernel_died_cell,
             parameters_cell_found=parameters_cell_found,
-            html_error=html_error,
         )
 
     def save(self) -> None:
@@ -573,26 +572,10 @@ def _error_output(ename: str, evalue: str) -> NotebookNode:
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
-def export_html(nb: NotebookNode, html_path: str | os.PathLike[str], *, title: str = "") -> str | None:
-    """Write nb as a standalone HTML page (offline); None when done, else one line saying what failed."""
-    try:
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter().from_notebook_node(nb, resources={"metadata": {"name": title or Path(html_path).stem}})
-    except Exception as exc:  # any exporter failure is reported in the summary, never raised
-        return f"HTML export failed: {type(exc).__name__}: {_one_line(str(exc))}"
-    try:
-        write_text_atomic(html_path, body)
-    except OSError as exc:
-        return f"cannot write {html_path}: {exc.strerror or exc}"
-    return None
-
-
 def run_notebook(
     path: str | os.PathLike[str],
     *,
     executed_path: str | os.PathLike[str],
-    html_path: str | os.PathLike[str] | None,
     summary_path: str | os.PathLike[str],
     params: Mapping[str, object],
     cell_timeout_s: float | None = None,
@@ -623,8 +606,7 @@ def run_notebook(
     )
     execution.save()  # the executed copy exists (parameters injected) before the kernel starts
     asyncio.run(execution.run())
-    html_error = export_html(nb, html_path, title=Path(path).stem) if html_path is not None else None
-    summary = execution.summary(found, html_error)
+    summary = execution.summary(found)
     write_json_atomic(summary_path, summary.to_json())
     return summary
 
@@ -667,7 +649,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("notebook", help="the notebook to run")
     parser.add_argument("--executed", required=True, metavar="OUT.ipynb", help="where the executed notebook goes")
-    parser.add_argument("--html", metavar="OUT.html", help="where its HTML export goes (default: none)")
     parser.add_argument("--summary", required=True, metavar="SUMMARY.json", help="where the run summary goes")
     parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=JSON", help="a parameter to inject (repeatable)"
@@ -687,7 +668,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_notebook(
             args.notebook,
             executed_path=args.executed,
-            html_path=args.html,
             summary_path=args.summary,
             params=parse_params(args.param),
             cell_timeout_s=args.cell_timeout,

@@ -53,7 +53,6 @@ class RunSummary:
     timed_out_cell: int | None
     kernel_died_cell: int | None
     parameters_cell_found: bool
-    html_error: str | None
 
     def to_json(self) -> dict[str, Any]:
         """The summary as the versioned JSON object written to the summary file."""
@@ -66,7 +65,6 @@ class RunSummary:
             "timed_out_cell": self.timed_out_cell,
             "kernel_died_cell": self.kernel_died_cell,
             "parameters_cell_found": self.parameters_cell_found,
-            "html_error": self.html_error,
         }
 
     @classmethod
@@ -77,8 +75,7 @@ class RunSummary:
         if isinstance(obj, dict) and obj.get("status") not in STATUSES:
             raise ValueError(f"nbrun summary status {_short(obj.get('status'))} is not one of {', '.join(STATUSES)}")
         doc = _object(obj, "nbrun summary", ("version", "status", "cells_total", "cells_executed", "errors",
-                                             "timed_out_cell", "kernel_died_cell", "parameters_cell_found",
-                                             "html_error"))
+                                             "timed_out_cell", "kernel_died_cell", "parameters_cell_found"))
         errors = doc["errors"]
         if not isinstance(errors, list) or len(errors) > MAX_ERRORS:
             raise ValueError(f"nbrun summary errors must be a list of at most {MAX_ERRORS} cell errors")
@@ -97,7 +94,6 @@ class RunSummary:
             timed_out_cell=_optional(doc["timed_out_cell"], _count, "timed_out_cell"),
             kernel_died_cell=_optional(doc["kernel_died_cell"], _count, "kernel_died_cell"),
             parameters_cell_found=doc["parameters_cell_found"],
-            html_error=_optional(doc["html_error"], _text, "html_error"),
         )
 
 

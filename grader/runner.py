@@ -283,7 +283,7 @@ def evaluate_models(layout: Layout, slot: Slot, job: Job, outputs: Harvest) -> l
         if search not in REQUIRED_MODELS and rel not in copied and rel not in refused:
             continue
         started = time.monotonic()
-        accuracy, error = None, _refuse_model(rel, copied, refused, job.max_model_bytes)
+        accuracy, error = None, _refuse_model(rel, copied, refused, job.max_model_bytes, outputs.stopped)
         if error is None:
             accuracy, error = _evaluate_one(layout, slot, job, search)
         evaluations.append(ModelEvaluation(search, rel, accuracy, len(job.test.labels), error,
@@ -291,7 +291,8 @@ def evaluate_models(layout: Layout, slot: Slot, job: Job, outputs: Harvest) -> l
     return evaluations
 
 
-def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str], max_bytes: int) -> str | None:
+def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str], max_bytes: int,
+                  stopped: bool = False) -> str | None:
     """Why a model file is not evaluated at all (missing, not copied, too large), or None."""
     if rel in refused:
         return f"{rel} was not read: it {refused[rel]}"
@@ -301,6 +302,8 @@ def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str
     if rel not in copied:
         if any(name.startswith(f"{rel}/") for name in copied):
             return f"{rel} is a folder, not a model file"
+        if stopped:
+            return f"{rel} was not read: the output dir holds more than the grader copies (see its refused entries)"
         return f"{rel} was not written"
     if copied[rel] > max_bytes:
         return f"{rel} is {copied[rel] / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit for a model"
@@ -342,9 +345,9 @@ def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str) -> tuple[fl
 
 def _accuracy(predictions_path: Path, labels: np.ndarray) -> tuple[float | None, str | None]:
     """Accuracy of saved predictions against the labels the grader kept to itself."""
-    try:
+    try:  # the file is small (harvest capped it), but its header could still claim a huge shape
         predictions = np.load(io.BytesIO(predictions_path.read_bytes()), allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, MemoryError) as exc:
         return None, one_line(f"the evaluation left no readable predictions: {exc}", 300)
     if predictions.shape != labels.shape or predictions.dtype.kind not in "iu":
         return None, f"the model gave {predictions.size} predictions for {len(labels)} test images"

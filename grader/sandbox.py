@@ -92,6 +92,7 @@ __all__ = [
     "SandboxResult",
     "SandboxSpec",
     "SandboxSpecError",
+    "SandboxStopped",
     "SandboxUnavailableError",
     "build_bwrap_argv",
     "build_rlimits_argv",
@@ -104,6 +105,7 @@ __all__ = [
     "netns_usable",
     "rlimit_settings",
     "run_sandboxed",
+    "stop_all",
     "truncation_marker",
     "unreachable_reason",
 ]
@@ -152,6 +154,26 @@ CGROUP_KILL_TIMEOUT_S = 5.0
 
 class SandboxUnavailableError(GraderError, RuntimeError):
     """The requested isolation cannot be provided on this host."""
+
+
+class SandboxStopped(BaseException):
+    """``stop_all`` was called while this run was going: everything it started is killed, and no result is made.
+
+    A BaseException, like KeyboardInterrupt: code that turns a failed run into a result must let it through.
+    """
+
+
+_stop_generation = 0  # bumped by stop_all(); a run started before the bump stops at once
+
+
+def stop_all() -> None:
+    """Stop every sandboxed run going on in this process (each raises SandboxStopped within half a second).
+
+    For an interrupted batch: the runs in the other threads end now, not at their time limit. Runs
+    started after the call are not affected.
+    """
+    global _stop_generation
+    _stop_generation += 1
 
 
 class SandboxSpecError(ValueError):
@@ -610,12 +632,17 @@ def _preflight(spec: SandboxSpec, isolation: str, as_root: bool) -> None:
 # Doing: start, supervise, time out, clean up
 # ---------------------------------------------------------------------------
 def _give_to_sandbox_user(workdir: Path) -> None:
-    """chown -R to uid/gid 65534 without following symlinks.
+    """chown -R to uid/gid 65534 without following symlinks, deepest entries first.
 
-    A regular file with other hard links is left alone: it may be a link to a
-    host file that an earlier run planted, and chowning it would hand that
-    file over too. The walk is iterative: a deep tree cannot exhaust the stack.
+    The tree is the grader's own (staged or made by it, owned by root) when this runs. It is
+    listed first, then handed over bottom-up: while an entry is chowned, every folder above
+    it still belongs to root, so nothing running as 65534 (a concurrent run in the rlimits
+    fallback, say) can swap a component of its path for a link. A regular file with other
+    hard links is left alone: it may be a link to a host file that an earlier run planted,
+    and chowning it would hand that file over too. The walk is iterative: a deep tree
+    cannot exhaust the stack.
     """
+    listed: list[tuple[bytes, os.stat_result]] = []
     pending = [os.fsencode(workdir)]
     while pending:
         path = pending.pop()
@@ -623,12 +650,14 @@ def _give_to_sandbox_user(workdir: Path) -> None:
             st = os.lstat(path)
         except FileNotFoundError:
             continue
+        listed.append((path, st))
         if stat.S_ISDIR(st.st_mode):
             try:
                 with os.scandir(path) as entries:
                     pending.extend(entry.path for entry in entries)
             except OSError:
                 pass
+    for path, st in reversed(listed):
         if (st.st_uid, st.st_gid) == (SANDBOX_UID, SANDBOX_GID):
             continue
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
@@ -979,8 +1008,11 @@ def _supervise(
     kill_at = math.inf
     timed_out = False
     disk_stopped: str | None = None
+    generation = _stop_generation
     try:
         while not _has_exited(proc.pid):
+            if _stop_generation != generation:
+                raise SandboxStopped(f"stopped by stop_all() after {time.monotonic() - started:.1f} s")
             now = time.monotonic()
             if disk is not None and not disk_stopped:
                 disk_stopped = disk.over(now)
@@ -1006,10 +1038,11 @@ def _supervise(
         drain_until = time.monotonic() + DRAIN_AFTER_EXIT_S
         while sel.get_map() and time.monotonic() < drain_until:
             _pump(sel, max(0.0, drain_until - time.monotonic()))
-    finally:
+    finally:  # the log pipes left registered, then the pidfd (still registered when an exception left the loop)
         for key in list(sel.get_map().values()):
             sel.unregister(key.fd)
-            os.close(key.fd)
+            if key.fd != pid_fd:
+                os.close(key.fd)
         sel.close()
         if pid_fd is not None:
             os.close(pid_fd)

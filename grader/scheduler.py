@@ -90,6 +90,9 @@ class LocalExecutor(Generic[J, R]):
             with lock:
                 on_done(job, result)
 
-        with ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix="grader-slot") as pool:
+        pool = ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix="grader-slot")
+        try:
             for future in [pool.submit(one, job) for job in jobs]:
                 future.result()
+        finally:  # normally all are done; on an interrupt the queued jobs never start
+            pool.shutdown(wait=False, cancel_futures=True)

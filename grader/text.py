@@ -157,3 +157,14 @@ def display_name(raw: str | bytes, limit: int = NAME_CHARS) -> str:
         else:
             out.append(f"\\U{code:08x}")
     return cut("".join(out), limit)
+
+
+_MARKDOWN_ACTIVE = frozenset("\\[]<>")  # what makes a link, an image, an autolink or raw HTML (with "&" entities)
+
+
+def markdown_text(text: Any) -> str:
+    """text that a Markdown renderer cannot turn into a link, an image or HTML: terminal escape sequences removed,
+    ``\\ [ ] < >`` backslash-escaped and ``&`` written ``&amp;``. Emphasis and code spans are left alone (harmless,
+    and the grader's own messages use them)."""
+    plain = strip_escapes(str(text))
+    return "".join("&amp;" if ch == "&" else f"\\{ch}" if ch in _MARKDOWN_ACTIVE else ch for ch in plain)

@@ -66,6 +66,8 @@ MAX_CSV_COLUMNS = 100  # cells of one comparison.csv row looked at
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KERAS_ARCHIVE_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
+MAX_KERAS_MEMBERS = 100  # entries of a model's zip directory looked at (Keras writes three)
+_EOCD_SEARCH_BYTES = 22 + 65535  # the end-of-central-directory record and the longest zip comment
 
 # comparison.csv: which cells must be numbers, which whole numbers, which may stay empty
 # (a search with no completed trial has no best trial; a hyperparameter a search never set).
@@ -555,6 +557,11 @@ def check_keras_archive(root: Path, relative: str) -> list[Violation]:
         with fh:
             if not zipfile.is_zipfile(fh):
                 return [Violation(relative, "", "not a Keras v3 archive: not a zip file")]
+            entries = _zip_entry_count(fh)
+            if entries is None or entries > MAX_KERAS_MEMBERS:
+                listed = "more entries than it can count" if entries is None else f"{entries} entries"
+                return [Violation(relative, "", f"not a Keras v3 archive: the zip lists {listed} "
+                                                f"(a Keras archive holds a handful; at most {MAX_KERAS_MEMBERS} are read)")]
             fh.seek(0)
             with zipfile.ZipFile(fh) as archive:
                 members = set(archive.namelist())
@@ -564,6 +571,21 @@ def check_keras_archive(root: Path, relative: str) -> list[Violation]:
     if missing:
         return [Violation(relative, "", f"not a Keras v3 archive: the zip lacks {', '.join(missing)}")]
     return []
+
+
+def _zip_entry_count(fh: Any) -> int | None:
+    """The entry count a zip's end-of-central-directory record declares, read before the directory itself is parsed
+    (a directory of millions of entries would cost the grader gigabytes); None for a zip64 count or no record."""
+    fh.seek(0, io.SEEK_END)
+    size = fh.tell()
+    tail_size = min(size, _EOCD_SEARCH_BYTES)
+    fh.seek(size - tail_size)
+    tail = fh.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    count = int.from_bytes(tail[at + 10:at + 12], "little")
+    return None if count == 0xFFFF else count
 
 
 def check_plots(path: Path) -> list[Violation]:

@@ -360,6 +360,13 @@ def test_a_code_cell_is_never_run_and_a_computed_answer_is_refused(tmp_path: Pat
     assert not marker.exists()
 
 
+def test_an_answers_cell_too_long_to_be_answers_is_refused_unparsed(tmp_path: Path) -> None:
+    source = "ANSWERS = {'x': [" + "1," * 200_000 + "]}\n"  # 400 KB: Python's parser would take gigabytes for 64 MiB
+    answers, where, problems = notebook_answers(_notebook(tmp_path / "nb.ipynb", [_cell("code", source)]))
+    assert (answers, where) == (None, None)
+    assert [str(p) for p in problems] == ["nb.ipynb cell 0: the answers cell is longer than 256 KiB; answers are short"]
+
+
 @pytest.mark.parametrize(("cells", "message"), [
     ([_cell("code", "x = 1", ())], "nb.ipynb: no cell is tagged answers and there is no answers.yaml"),
     ([_cell("code", "answers = {}")], "nb.ipynb cell 0: the answers cell does not assign ANSWERS = {...}"),

@@ -112,13 +112,13 @@ def test_gradescope_results_structure_and_values():
                        "rubric_hash": "sha256:" + "c" * 64},
         "tests": [
             {"name": "Artifacts present", "score": 2.0, "max_score": 2.0, "status": "passed",
-             "visibility": "visible", "output": "All files there.", "output_format": "md"},
+             "visibility": "visible", "output": "All files there.", "output_format": "text"},
             {"name": "Random coverage", "score": 1.5, "max_score": 4.0, "status": "failed",
-             "visibility": "visible", "output": "3 of 8 distinct trials: raise max_trials.", "output_format": "md"},
+             "visibility": "visible", "output": "3 of 8 distinct trials: raise max_trials.", "output_format": "text"},
             {"name": "Secret answers", "score": 0.0, "max_score": 3.0, "status": "failed",
-             "visibility": "hidden", "output": "hidden message", "output_format": "md"},
+             "visibility": "hidden", "output": "hidden message", "output_format": "text"},
             {"name": "Accuracy tier", "score": 1.0, "max_score": 5.0, "status": "failed",
-             "visibility": "after_due_date", "output": "97.10% is below the 98% tier.", "output_format": "md"},
+             "visibility": "after_due_date", "output": "97.10% is below the 98% tier.", "output_format": "text"},
         ],
         "leaderboard": [{"name": "test accuracy (grid)", "value": 0.9812},
                         {"name": "test accuracy (random)", "value": 0.9755}],
@@ -314,8 +314,8 @@ HOSTILE_MESSAGE = "exited: ![x](http://evil/t.png) <img src=x onerror=alert(1)> 
 def test_gradescope_summary_shows_the_run_message_literally():
     result = replace(make_result(), message=HOSTILE_MESSAGE)
     first = gradescope_results(result)["output"].split("\n\n")[0]
-    assert first == ("**Status:** completed: exited: \\!\\[x\\]\\(http://evil/t.png\\) \\<img src=x onerror=alert\\(1\\)\\> "
-                     "\\[go\\]\\(javascript:alert\\(1\\)\\) &amp; more")
+    assert first == ("**Status:** completed: exited: !\\[x\\](http://evil/t.png) \\<img src=x onerror=alert(1)\\> "
+                     "\\[go\\](javascript:alert(1)) &amp; more")
 
 
 def test_classroom_messages_are_single_lines_that_are_never_workflow_commands():

@@ -209,7 +209,9 @@ def test_html_escapes_student_content(tmp_path: Path):
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in html
     assert "Answers &lt;b&gt;bold&lt;/b&gt;" in html
     assert "<img src=x" not in html
-    assert "Your answer was: <script>alert('x')</script> & more" in md.splitlines()  # Markdown keeps it verbatim
+    # Markdown shows it literally: no tag, link or entity a renderer would act on
+    assert "Your answer was: \\<script\\>alert('x')\\</script\\> &amp; more" in md.splitlines()
+    assert "> \\<img src=x onerror=alert(1)\\>" in md.splitlines()
 
 
 def test_html_is_self_contained(tmp_path: Path):

@@ -288,3 +288,41 @@ def test_a_grader_killed_mid_batch_loses_nothing_and_a_rerun_finishes_the_rest(t
     book = pd.read_csv(out / "grades.csv", dtype=str)
     assert sorted(book["student_id"]) == sorted(order)
     assert wait_for_no_strays(out, since=started) == []
+
+
+def test_sigterm_stops_the_running_sandboxes_at_once_and_exits_130(tmp_path: Path) -> None:
+    # Two slots, both busy with a submission that would hang for the whole 60 s box, and a third queued.
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("1_hangs", "2_hangs", "3_queued"):
+        shutil.copytree(FIXTURES / "hangs_with_children", subs / name)
+    rubric = make_rubric(tmp_path / "rubric.json")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "grader.cli", "grade", str(subs), "--rubric", str(rubric), "--out", str(out),
+           "--gpus", "none", "--jobs", "2"]
+    started = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(tmp_path / "home"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        logs = [out / name / "logs" / "stdout.log" for name in ("1_hangs", "2_hangs")]
+        while time.monotonic() < deadline and not all(p.exists() and "children:" in p.read_text() for p in logs):
+            assert proc.poll() is None, "the grader ended before it could be stopped"
+            time.sleep(0.2)
+        sent = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    try:
+        assert wait_for_no_strays(out, since=started) == []
+    finally:
+        kill_strays(out)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.rstrip().splitlines()[-1] == "grader: interrupted; results written so far are kept, re-run to resume"
+    assert took < 10, f"the grader took {took:.1f} s to stop: its sandboxes ran on towards their time limit"
+    assert list(out.glob("*/result.json")) == []  # an interrupted run is no result: the next run grades it
+    assert not (out / "3_queued").exists()

@@ -22,7 +22,6 @@ from grader.nbrun import (
     InvalidNotebookError,
     ParameterError,
     RunSummary,
-    export_html,
     inject_parameters,
     kernel_environment,
     main,
@@ -50,7 +49,6 @@ def run_fixture(name: str, tmp_path: Path, **kwargs: object) -> tuple[RunSummary
     summary = run_notebook(
         notebook,
         executed_path=out / "executed.ipynb",
-        html_path=out / "executed.html",
         summary_path=out / "summary.json",
         **kwargs,  # type: ignore[arg-type]
     )
@@ -96,7 +94,6 @@ def nbrun_command(notebook: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "grader.nbrun", str(notebook),
         "--executed", str(out / "executed.ipynb"),
-        "--html", str(out / "executed.html"),
         "--summary", str(out / "summary.json"),
         *extra,
     ]  # fmt: skip
@@ -228,7 +225,7 @@ def test_a_notebook_that_cannot_be_read_exits_2_with_one_line(
     shutil.copy(FIXTURES / "truncated_json.ipynb", tmp_path)
     monkeypatch.chdir(tmp_path)
 
-    status = main([notebook, "--executed", "out/x.ipynb", "--html", "out/x.html", "--summary", "out/s.json"])
+    status = main([notebook, "--executed", "out/x.ipynb", "--summary", "out/s.json"])
 
     assert status == 2
     assert capsys.readouterr().err == message
@@ -265,13 +262,6 @@ def test_kernel_dirs_are_absolute_and_default_into_the_runtime_dir(tmp_path: Pat
         assert (tmp_path / ".nbrun" / sub).is_dir()
 
 
-def test_an_html_export_that_cannot_be_written_is_reported_not_raised(tmp_path: Path) -> None:
-    nb = read_notebook(FIXTURES / "good.ipynb")
-    (tmp_path / "report.html").mkdir()
-
-    assert export_html(nb, tmp_path / "report.html") == f"cannot write {tmp_path / 'report.html'}: Is a directory"
-
-
 def test_a_summary_of_another_version_is_refused() -> None:
     with pytest.raises(ValueError) as excinfo:
         RunSummary.from_json({"version": 2, "status": "completed"})
@@ -305,7 +295,6 @@ def test_the_command_line_exits_0_and_summarises_a_clean_run(good_run: tuple[sub
         timed_out_cell=None,
         kernel_died_cell=None,
         parameters_cell_found=True,
-        html_error=None,
     )
 
 
@@ -317,12 +306,6 @@ def test_injected_parameters_reach_the_cells_after_the_parameters_cell(
     assert output_text(executed.cells[3]) == "profile=quick budget=60\n"
     assert output_text(executed.cells[4]) == "42\n"
     assert executed.metadata.language_info.name == "python"
-
-
-def test_the_html_export_shows_a_cells_output(good_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
-    html = (good_run[1] / "executed.html").read_text()
-    assert html.lstrip().lower().startswith("<!doctype html>")
-    assert "profile=quick budget=60" in html
 
 
 def test_without_a_parameters_cell_the_parameters_go_first_and_the_summary_says_so(tmp_path: Path) -> None:

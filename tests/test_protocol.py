@@ -9,7 +9,7 @@ from grader.protocol import MAX_ERRORS, MAX_TEXT, CellError, EvalReport, RunSumm
 GOOD = {
     "version": 1, "status": "cell_errors", "cells_total": 5, "cells_executed": 5,
     "errors": [{"cell_index": 2, "ename": "ValueError", "evalue": "the grid is empty"}],
-    "timed_out_cell": None, "kernel_died_cell": None, "parameters_cell_found": True, "html_error": None,
+    "timed_out_cell": None, "kernel_died_cell": None, "parameters_cell_found": True,
 }
 
 

@@ -522,6 +522,13 @@ def test_keras_zip_without_weights_is_a_violation(out: Path) -> None:
     assert lines(out) == ["models/best_random.keras: not a Keras v3 archive: the zip lacks model.weights.h5"]
 
 
+def test_keras_zip_listing_thousands_of_entries_is_refused_before_its_directory_is_read(out: Path) -> None:
+    members = ("config.json", "metadata.json", "model.weights.h5", *(f"pad/{i}" for i in range(2000)))
+    write_keras_stand_in(out / "models" / "best_grid.keras", members=members)
+    assert lines(out) == ["models/best_grid.keras: not a Keras v3 archive: the zip lists 2003 entries "
+                          "(a Keras archive holds a handful; at most 100 are read)"]
+
+
 def test_keras_path_that_is_a_folder_is_a_violation(out: Path) -> None:
     (out / "models" / "best_grid.keras").unlink()
     (out / "models" / "best_grid.keras").mkdir()
