@@ -5,8 +5,9 @@ entry may be a symbolic link (to another student's folder, to /etc, to /dev/zero
 FIFO that blocks a reader forever, a device, a name that is not UTF-8 or that carries
 terminal escapes, a tree 1500 folders deep, or a million files. `harvest` is the one
 reader of that tree: it copies the regular files the grader may read into a fresh
-folder the grader owns (folders 0755, files 0644), and everything after it (evidence,
-feedback, exports) reads the copy.
+folder the grader owns (folders 0700, files 0600: no sandboxed run, all of which share
+one uid, can read another's copy), and everything after it (evidence, feedback,
+exports) reads the copy.
 
 The walk is iterative and works on directory file descriptors: every folder and file is
 opened relative to its parent's descriptor with O_NOFOLLOW (folders with O_DIRECTORY,
@@ -29,7 +30,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,7 @@ REASON_CHAR_DEVICE = "is a character device"
 REASON_BLOCK_DEVICE = "is a block device"
 REASON_OTHER = "is not a regular file or folder"
 REASON_NOT_UTF8 = "has a name that is not valid UTF-8"
-REASON_CONTROL = "has a name with control characters"
+REASON_CONTROL = "has a name with control or invisible characters"
 REASON_HARD_LINK = "has more than one hard link"
 REASON_CHANGED = "changed while it was being copied"
 
@@ -182,11 +182,11 @@ def _open_problem(exc: OSError) -> str:
 def _make_dest(dest: Path) -> int:
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        dest.mkdir(mode=0o755)
+        dest.mkdir(mode=0o700)
     except FileExistsError:
         if dest.is_symlink() or not dest.is_dir() or any(dest.iterdir()):
             raise FileExistsError(errno.EEXIST, "harvest needs a new or empty folder", str(dest)) from None
-    os.chmod(dest, 0o755)
+    os.chmod(dest, 0o700)
     return os.open(dest, _DIR_FLAGS)
 
 
@@ -300,9 +300,9 @@ class _Walker:
                 self._refuse(display, REASON_CHANGED)
                 os.close(src_fd)
                 return None
-            os.mkdir(name, 0o755, dir_fd=frame.dest_fd)
+            os.mkdir(name, 0o700, dir_fd=frame.dest_fd)
             dest_fd = os.open(name, _DIR_FLAGS, dir_fd=frame.dest_fd)
-            os.chmod(dest_fd, 0o755)
+            os.chmod(dest_fd, 0o700)
         except OSError as exc:
             os.close(src_fd)
             self._refuse(display, f"cannot be copied: {exc.strerror or exc}")
@@ -345,13 +345,13 @@ class _Walker:
     def _copy(self, fd: int, dest_dir: int, name: str, room: int) -> tuple[int, str | None]:
         """Copy fd into dest_dir/name, at most room bytes; (bytes copied, None) or (0, why) with no copy left behind."""
         try:
-            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=dest_dir)
         except OSError as exc:
             return 0, f"cannot be copied: {exc.strerror or exc}"
         copied, why = 0, None
         try:
-            os.fchmod(out, 0o644)
+            os.fchmod(out, 0o600)
             while True:
                 try:
                     chunk = os.read(fd, min(_CHUNK, room + 1 - copied))
@@ -424,8 +424,10 @@ def _name_problem(raw: bytes, max_bytes: int) -> str | None:
 
 
 def _unsafe(ch: str) -> bool:
-    """A C0/C1 control, DEL, or a bidirectional formatting character (which reorders what a terminal shows)."""
-    return ch in BIDI or unicodedata.category(ch) == "Cc"
+    """A character grader.text.display_name would escape: a control (C0/C1, DEL), a line or paragraph separator, an
+    invisible or bidirectional formatting character (which hides or reorders what a reader sees); a space other than
+    the plain one counts too."""
+    return ch in BIDI or not ch.isprintable()
 
 
 def _join_display(parent: str, raw: bytes) -> str:

@@ -890,6 +890,10 @@ class _Stopper:
         except OSError:
             os.close(init_fd)
             return False
+        if self._namespace == os.readlink("/proc/self/ns/pid"):  # not in its own namespace yet: never signal ours
+            os.close(init_fd)
+            self._namespace = None
+            return False
         self._init_fd = init_fd
         return True
 

@@ -51,8 +51,8 @@ def student(tmp_path: Path) -> Path:
 
 
 def test_regular_files_are_copied_with_grader_modes_and_listed_sorted(student: Path, tmp_path: Path) -> None:
-    os.chmod(student / "trials.jsonl", 0o600)
-    os.chmod(student / "plots", 0o700)
+    os.chmod(student / "trials.jsonl", 0o666)
+    os.chmod(student / "plots", 0o777)
     result = harvest(student, tmp_path / "copy")
     assert result.problem is None and result.refused == ()
     assert result.files == (
@@ -60,9 +60,9 @@ def test_regular_files_are_copied_with_grader_modes_and_listed_sorted(student: P
         HarvestedFile("plots/grid.png", 8), HarvestedFile("trials.jsonl", 9))
     assert result.root == tmp_path / "copy"
     assert (result.root / "trials.jsonl").read_text() == '{"a": 1}\n'
-    assert stat.S_IMODE(os.stat(result.root / "trials.jsonl").st_mode) == 0o644
-    assert stat.S_IMODE(os.stat(result.root / "plots").st_mode) == 0o755
-    assert stat.S_IMODE(os.stat(result.root).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(result.root / "trials.jsonl").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(result.root / "plots").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(result.root).st_mode) == 0o700
     assert result.total_bytes == 59
 
 
@@ -212,12 +212,14 @@ def test_a_latin1_folder_name_is_refused_and_not_walked(student: Path, tmp_path:
     ("del\x7f.txt", "del\\x7f.txt"),
     ("c1\u0085.txt", "c1\\x85.txt"),
     ("evil\u202egnp.py", "evil\\u202egnp.py"),
+    ("two\u2028lines.txt", "two\\u2028lines.txt"),
+    ("zero\u200bwidth.txt", "zero\\u200bwidth.txt"),
 ])
 def test_control_characters_in_a_name_are_refused_and_escaped(student: Path, tmp_path: Path, name: str,
                                                               display: str) -> None:
     (student / "plots" / name).write_bytes(b"x")
     result = harvest(student, tmp_path / "copy")
-    assert Refusal(f"plots/{display}", "has a name with control characters") in result.refused
+    assert Refusal(f"plots/{display}", "has a name with control or invisible characters") in result.refused
     assert len(result.files) == 4
 
 
