@@ -3,9 +3,11 @@ the processes a batch left behind."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,21 @@ import pytest
 from grader.sandbox import SANDBOX_UID
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove the temp dirs of earlier sessions with grader.harvest.remove_tree before pytest's own clean-up sees them:
+    that one recurses, and the 1500-folder tree a hostile fixture leaves (when its test failed midway) would crash it."""
+    if session.config.option.basetemp:
+        return
+    from grader.harvest import remove_tree
+
+    root = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    if root.is_dir() and not root.is_symlink():
+        for old in root.glob("pytest-*"):
+            in_use = (old / ".lock").exists()  # another session's, still running
+            if old.name != "pytest-current" and old.is_dir() and not old.is_symlink() and not in_use:
+                remove_tree(old)
 
 
 def child_env(home: Path, backend: str = "torch", **extra: str) -> dict[str, str]:
