@@ -21,7 +21,7 @@ from grader.protocol import EvalReport
 BATCH = 1000
 
 
-def _one_line(exc: BaseException) -> str:
+def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
@@ -35,12 +35,12 @@ def predict(model_path: Path, images_path: Path, predictions_path: Path) -> str 
     try:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - any failure to load is the submission's, reported as one line
-        return f"the model does not load: {_one_line(exc)}"
+        return f"the model does not load: {_describe(exc)}"
     try:
         scores = np.concatenate([np.asarray(model.predict(images[i:i + BATCH], verbose=0))
                                  for i in range(0, len(images), BATCH)])
     except Exception as exc:  # noqa: BLE001
-        return f"the model does not predict on {images.shape[1:]} images: {_one_line(exc)}"
+        return f"the model does not predict on {images.shape[1:]} images: {_describe(exc)}"
     if scores.ndim != 2 or scores.shape[0] != len(images):
         return (f"the model gives outputs of shape {tuple(scores.shape)} for {len(images)} images; "
                 "expected one row of class scores per image")

@@ -39,7 +39,7 @@ from grader.contract import SEARCHES
 from grader.jsonio import write_bytes_atomic, write_text_atomic
 from grader.nbhtml import PAGE_CSP, is_rendered_page
 from grader.result import CheckResult, ModelEvaluation, Result, Score
-from grader.text import clean_line, markdown_text  # clean_line: the one cleaner of untrusted lines; still importable from here
+from grader.text import clean_line, markdown_text, one_line  # clean_line stays importable from here
 
 Audience = Literal["student", "instructor"]
 AUDIENCES: tuple[str, ...] = ("student", "instructor")
@@ -126,7 +126,7 @@ class Feedback:
     @property
     def suspect_text(self) -> str:
         """One line naming the flagged checks and what the flag means ('' when none is flagged)."""
-        names = [_one_line(_check_name(c)) for c in self.checks if c.suspect]
+        names = [one_line(_check_name(c), None) for c in self.checks if c.suspect]
         if not names:
             return ""
         return (f"Flagged for review: {', '.join(names)}. The grader found something in "
@@ -297,7 +297,7 @@ def render_markdown(fb: Feedback) -> str:
     out = [f"# Feedback for {md(fb.student_id)}" + (" (instructor copy)" if fb.audience == "instructor" else ""), ""]
     out += [f"**Status:** {fb.status}. {STATUS_TEXT.get(fb.status, '')}", ""]
     if fb.message:
-        out += [f"> {md(_one_line(fb.message))}", ""]
+        out += [f"> {md(one_line(fb.message, None))}", ""]
     out += [f"**Score:** {_score_text(fb.score)}", ""]
     if fb.withheld_until_due:
         out += [f"{_withheld_text(fb.withheld_until_due)}", ""]
@@ -321,7 +321,7 @@ def render_markdown(fb: Feedback) -> str:
             out.append("| " + " | ".join(row) + " |")
         out.append("")
         for c in fb.checks:
-            out += [f"### {_one_line(_check_name(c))}" + (f" {WARN}" if c.suspect else ""), "",
+            out += [f"### {one_line(_check_name(c), None)}" + (f" {WARN}" if c.suspect else ""), "",
                     f"{CHECK_STATUS_TEXT[c.status]}, {_num(c.points)}/{_num(c.max_points)} points", "",
                     md(c.message), ""]
     else:
@@ -553,12 +553,8 @@ def _check_name(c: CheckResult) -> str:
     return c.title or c.id
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _cell(text: str) -> str:
-    return _one_line(text).replace("|", "\\|")
+    return one_line(text, None).replace("|", "\\|")
 
 
 def _longest_backtick_run(text: str) -> int:

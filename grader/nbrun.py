@@ -211,14 +211,14 @@ def _runs(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and bool(cell.source.strip()) and SKIP_TAG not in _tags(cell)
 
 
-def _one_line(text: str) -> str:
+def _first_line(text: str) -> str:
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     return lines[0] if lines else ""
 
 
 def _short(text: str, limit: int = 120) -> str:
     """text's first line, cut to limit characters (schema messages quote whole cells)."""
-    line = _one_line(text)
+    line = _first_line(text)
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -413,7 +413,7 @@ class _Execution:
             self.pgid = getattr(provisioner, "pgid", None)
             await self.client.async_start_new_kernel_client()
         except Exception as exc:  # a kernel that cannot start is this run's outcome, not a crash
-            log.error("the kernel did not start: %s", _one_line(str(exc)) or type(exc).__name__)
+            log.error("the kernel did not start: %s", _first_line(str(exc)) or type(exc).__name__)
             self.kernel_died = True
             return False
         try:

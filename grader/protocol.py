@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from grader.parse import show_value
+
 SUMMARY_VERSION = 1
 EVAL_REPORT_VERSION = 1
 MAX_ERRORS = 1000  # cell errors kept from a summary
@@ -71,9 +73,9 @@ class RunSummary:
     def from_json(cls, obj: Any) -> RunSummary:
         """Read back what to_json wrote, checking every field; ValueError (one line) if it is not such a summary."""
         if isinstance(obj, dict) and obj.get("version") != SUMMARY_VERSION:
-            raise ValueError(f"nbrun summary version {_short(obj.get('version'))} is not {SUMMARY_VERSION}")
+            raise ValueError(f"nbrun summary version {show_value(obj.get('version'))} is not {SUMMARY_VERSION}")
         if isinstance(obj, dict) and obj.get("status") not in STATUSES:
-            raise ValueError(f"nbrun summary status {_short(obj.get('status'))} is not one of {', '.join(STATUSES)}")
+            raise ValueError(f"nbrun summary status {show_value(obj.get('status'))} is not one of {', '.join(STATUSES)}")
         doc = _object(obj, "nbrun summary", ("version", "status", "cells_total", "cells_executed", "errors",
                                              "timed_out_cell", "kernel_died_cell", "parameters_cell_found"))
         errors = doc["errors"]
@@ -110,7 +112,7 @@ class EvalReport:
     def from_json(cls, obj: Any) -> EvalReport:
         """Read back what to_json wrote; ValueError (one line) if it is not such a report."""
         if isinstance(obj, dict) and obj.get("version") != EVAL_REPORT_VERSION:
-            raise ValueError(f"evaluation report version {_short(obj.get('version'))} is not {EVAL_REPORT_VERSION}")
+            raise ValueError(f"evaluation report version {show_value(obj.get('version'))} is not {EVAL_REPORT_VERSION}")
         doc = _object(obj, "evaluation report", ("version", "error"))
         return cls(error=_optional(doc["error"], _text, "error"))
 
@@ -123,7 +125,7 @@ def _object(obj: Any, what: str, keys: tuple[str, ...]) -> Mapping[str, Any]:
         raise ValueError(f"{what} lacks {', '.join(missing)}")
     extra = [k for k in obj if k not in keys]
     if extra:
-        raise ValueError(f"{what} has an unknown field {_short(extra[0])}")
+        raise ValueError(f"{what} has an unknown field {show_value(extra[0])}")
     return obj
 
 
@@ -143,6 +145,3 @@ def _optional(value: Any, read: Any, where: str) -> Any:
     return None if value is None else read(value, where)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
