@@ -44,9 +44,11 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from processes import SANDBOX_UID, batch_processes  # noqa: E402 - the tests' finder of leftover processes
+
 SUBMISSIONS = ROOT / "tests" / "fixtures" / "submissions"
 HOSTILE = ROOT / "tests" / "fixtures" / "hostile_submissions"
-SANDBOX_UID = 65534
 SETTLE_S = 3.0  # after a kill, how long the sandboxes get to die before processes are counted
 BATCH = {  # student id -> fixture
     "good_script": SUBMISSIONS / "good_script",
@@ -108,45 +110,10 @@ def status_of(data: bytes) -> str | None:
         return None
 
 
-def stray_processes(out: Path, since: float) -> tuple[list[str], list[str]]:
-    """(ours, foreign): processes mentioning out, or of uid 65534 started since `since`; foreign ones are uid-65534
-    processes whose environment has a HOME that does not mention out (another grader's sandbox)."""
-    needle = str(out).encode()
-    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                if line.startswith("btime "))
-    ticks = os.sysconf("SC_CLK_TCK")
-    ours, foreign = [], []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            uid = int(next(line.split()[1] for line in (entry / "status").read_text().splitlines()
-                           if line.startswith("Uid:")))
-            start = boot + int((entry / "stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                environ = b""
-            try:
-                cwd = os.readlink(entry / "cwd").encode()
-            except OSError:
-                cwd = b""
-        except (OSError, StopIteration, ValueError, IndexError):
-            continue
-        text = cmdline.replace(b"\0", b" ")[:160].decode("utf-8", "replace")
-        shown = f"pid {entry.name} uid {uid}: {text}"
-        if needle in cmdline or needle in environ or cwd.startswith(needle):
-            ours.append(shown)
-        elif uid == SANDBOX_UID and start >= since - 1:
-            (foreign if b"HOME=" in environ else ours).append(shown)
-    return ours, foreign
-
-
 def kill_ours(out: Path, since: float) -> None:
     """SIGKILL, by PID, what this soak left behind (only processes mentioning its own OUT folder)."""
     needle = str(out).encode()
-    for line in stray_processes(out, since)[0]:
+    for line in batch_processes(out, since)[0]:
         pid = int(line.split()[1])
         try:
             if needle in Path(f"/proc/{pid}/cmdline").read_bytes() or needle in Path(f"/proc/{pid}/environ").read_bytes():
@@ -209,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.kill(proc.pid, signal.SIGKILL)  # the grader only: its sandboxes must die with it
             proc.wait()
             time.sleep(SETTLE_S)
-            ours, foreign = stray_processes(out, began)
+            ours, foreign = batch_processes(out, began)
             leftovers += len(ours)
             audit(f"after kill {k}")
             what = "finished before the kill" if finished_first else f"killed at {delay:.1f} s"
@@ -229,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         final = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=log, timeout=1800, check=False)
         print(f"last round: exit {final.returncode} in {time.monotonic() - started:.1f} s", flush=True)
         time.sleep(1.0)
-        ours, _ = stray_processes(out, began)
+        ours, _ = batch_processes(out, began)
         leftovers += len(ours)
         for line in ours:
             print(f"  LEFTOVER after the last round {line}", flush=True)

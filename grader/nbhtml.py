@@ -101,7 +101,7 @@ def render_notebook_html(notebook_bytes: bytes, *, title: str) -> str:
 def notebook_body(notebook_bytes: bytes) -> str:
     """The notebook converted by nbconvert and sanitised by nh3 (an HTML fragment); NotebookRenderError if it cannot be."""
     if len(notebook_bytes) > MAX_NOTEBOOK_BYTES:
-        raise NotebookRenderError(too_large(len(notebook_bytes)))
+        raise NotebookRenderError(too_large_to_show(len(notebook_bytes)))
     nb = _read(notebook_bytes)
     try:
         raw = _export(nb)
@@ -112,7 +112,7 @@ def notebook_body(notebook_bytes: bytes) -> str:
     return sanitize(raw)
 
 
-def too_large(size: int) -> str:
+def too_large_to_show(size: int) -> str:
     """The reason a notebook of size bytes is not rendered."""
     return f"the notebook is {size / MIB:.1f} MiB, over the {MAX_NOTEBOOK_BYTES / MIB:g} MiB limit for showing it"
 
@@ -283,7 +283,7 @@ def read_notebook(path: str | os.PathLike[str]) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise NotebookRenderError("the executed notebook is not a regular file")
         if info.st_size > MAX_NOTEBOOK_BYTES:
-            raise NotebookRenderError(too_large(info.st_size))
+            raise NotebookRenderError(too_large_to_show(info.st_size))
         chunks, left = [], MAX_NOTEBOOK_BYTES + 1
         while left > 0 and (chunk := os.read(fd, min(left, MIB))):
             chunks.append(chunk)

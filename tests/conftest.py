@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.sandbox import SANDBOX_UID
+from processes import batch_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,35 +68,7 @@ def reference_quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def stray_processes(out: Path, since: float) -> list[str]:
-    """Processes left of a batch (read from /proc; no pkill): any whose command line, cwd or environment mentions
-    `out`, and any of uid 65534 started at or after `since` (epoch seconds) unless its environment places it in
-    another run (a HOME that is not under `out`: every sandbox of the grader has its HOME in its work dir)."""
-    needle = str(out).encode()
-    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                if line.startswith("btime "))
-    ticks = os.sysconf("SC_CLK_TCK")
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            uid = int(next(line.split()[1] for line in (entry / "status").read_text().splitlines()
-                           if line.startswith("Uid:")))
-            start = boot + int((entry / "stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                environ = b""
-            try:
-                cwd = os.readlink(entry / "cwd").encode()
-            except OSError:
-                cwd = b""
-        except (OSError, StopIteration, ValueError, IndexError):
-            continue
-        mentions = needle in cmdline or needle in environ or cwd.startswith(needle)
-        foreign = not mentions and b"HOME=" in environ
-        if mentions or (uid == SANDBOX_UID and start >= since - 1 and not foreign):
-            shown = cmdline.replace(b"\0", b" ")[:200]
-            found.append(f"{entry.name} uid {uid}: {shown!r}")
-    return found
+    """Processes left of a batch: any whose command line, cwd or environment mentions `out`, and any of uid 65534
+    started at or after `since` (epoch seconds) unless its environment places it in another run (a HOME that is not
+    under `out`: every sandbox of the grader has its HOME in its work dir). Each as 'pid N uid U: command'."""
+    return batch_processes(out, since)[0]

@@ -54,7 +54,7 @@ def kill_strays(out: Path) -> None:
     """SIGKILL, by PID, the processes this test started that are still there (those mentioning its OUT folder)."""
     for line in stray_processes(out, since=time.time() + 3600):
         try:
-            os.kill(int(line.split()[0]), signal.SIGKILL)
+            os.kill(int(line.split()[1]), signal.SIGKILL)
         except (OSError, ValueError):
             continue
 
