@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 
 demo: setup
 	$(BIN)/python examples/build.py
-	$(BIN)/grader grade examples/submissions --rubric rubrics/quick.json --out demo-out --gpus none --jobs 2
+	$(BIN)/grader grade examples/submissions --rubric quick --out demo-out --gpus none --jobs 2
 
 test: setup
 	$(BIN)/python -m pytest -q

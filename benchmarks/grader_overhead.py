@@ -55,7 +55,7 @@ def make_batch(folder: Path, kind: str, n: int) -> Path:
 
 
 def rubric(path: Path, time_limit: float) -> Path:
-    doc = json.loads((ROOT / "rubrics" / "quick.json").read_text())
+    doc = json.loads((ROOT / "grader" / "rubrics" / "quick.json").read_text())
     doc.update(time_limit_s=time_limit, checks=[])
     path.write_text(json.dumps(doc))
     return path

@@ -79,7 +79,7 @@ def make_batch(folder: Path) -> Path:
 
 
 def make_rubric(path: Path) -> Path:
-    doc = json.loads((ROOT / "rubrics" / "quick.json").read_text())
+    doc = json.loads((ROOT / "grader" / "rubrics" / "quick.json").read_text())
     doc["limits"].update(LIMITS)
     path.write_text(json.dumps(doc))
     return path

@@ -5,12 +5,12 @@
 #   gh classroom clone student-repos -a <assignment-id>   # one folder per student: <assignment>-<github-user>
 #   ci/grade_class.sh <assignment>-submissions [OUT]
 #
-# Environment: GRADER (default .venv/bin/grader), RUBRIC (rubrics/full.json), GPUS (auto), PER_GPU (2).
+# Environment: GRADER (default .venv/bin/grader), RUBRIC (full: the shipped full rubric, or a file), GPUS (auto), PER_GPU (2).
 set -euo pipefail
 submissions=${1:?usage: ci/grade_class.sh SUBMISSIONS_DIR [OUT_DIR]}
 out=${2:-grading-out}
 grader=${GRADER:-.venv/bin/grader}
-rubric=${RUBRIC:-rubrics/full.json}
+rubric=${RUBRIC:-full}
 
 "$grader" validate-rubric "$rubric"
 "$grader" grade "$submissions" --rubric "$rubric" --out "$out" \

@@ -24,7 +24,7 @@ def reference_result(grid: float, random: float) -> Result:
 
 
 def rubric_with_margins() -> dict:
-    doc = json.loads((ROOT / "rubrics" / "quick.json").read_text())
+    doc = json.loads((ROOT / "grader" / "rubrics" / "quick.json").read_text())
     for check in doc["checks"]:
         if check["kind"] == "accuracy_threshold":
             check["params"]["tiers"] = [{"margin": 0.08, "fraction": 0.5, "min_accuracy": 0.5},
@@ -47,7 +47,7 @@ def test_tiers_with_margins_follow_the_references_accuracy_and_provenance_is_rec
 
 
 def test_tiers_without_a_margin_are_left_alone() -> None:
-    doc = json.loads((ROOT / "rubrics" / "quick.json").read_text())
+    doc = json.loads((ROOT / "grader" / "rubrics" / "quick.json").read_text())
     out = calibrate.apply_calibration(doc, reference_result(0.95, 0.91), measured_on={}, date="d")
     assert [c.get("params") for c in out["checks"]] == [c.get("params") for c in doc["checks"]]
 

@@ -29,8 +29,8 @@ from test_evidence import (
 )
 from tunekit.spaces import GridSpace, RandomSpace, Range
 
-QUICK = load_rubric(ROOT / "rubrics" / "quick.json")
-FULL = load_rubric(ROOT / "rubrics" / "full.json")
+QUICK = load_rubric(ROOT / "grader" / "rubrics" / "quick.json")
+FULL = load_rubric(ROOT / "grader" / "rubrics" / "full.json")
 RAN = "ran to the end"
 
 

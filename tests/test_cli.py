@@ -46,7 +46,7 @@ def test_an_error_the_user_can_fix_is_one_clean_line_and_exit_2(monkeypatch: pyt
 
 
 def test_a_bad_rubric_is_refused_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = json.loads((ROOT / "rubrics" / "quick.json").read_text())
+    doc = json.loads((ROOT / "grader" / "rubrics" / "quick.json").read_text())
     doc["limits"]["disk_mb"] = 1
     rubric = tmp_path / "rubric.json"
     rubric.write_text(json.dumps(doc))
@@ -70,3 +70,21 @@ def test_every_user_fixable_error_of_the_grader_shares_one_base() -> None:
     for error in (CalibrationError, ExportError, RubricError, SandboxUnavailableError, SlotError,
                   DuplicateStudentError, TemplateError):
         assert issubclass(error, GraderError), error
+
+
+def test_grade_runs_in_any_folder_with_the_shipped_rubric_and_says_first_where_results_go(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import child_env
+    from grader.rubric import SHIPPED
+
+    (tmp_path / "submissions" / "ann").mkdir(parents=True)
+    (tmp_path / "submissions" / "ann" / "tuning.py").write_text("print('no search here')\n")
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "grade", "submissions/", "--time-limit", "30"],
+                          cwd=tmp_path, env=child_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert lines[0] == f"results go to {tmp_path / 'grading-out'} (rubric {SHIPPED / 'quick.json'})"
+    assert lines[1].startswith("held-out data: mnist test split from ")
+    assert json.loads((tmp_path / "grading-out" / "ann" / "result.json").read_text())["student_id"] == "ann"

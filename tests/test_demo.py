@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     base = tmp_path_factory.mktemp("demo")
     subs = examples.build(base / "submissions")
-    grade.main(submissions=[subs], rubric=ROOT / "rubrics" / "quick.json", out=base / "out", gpus="none", jobs=2,
+    grade.main(submissions=[subs], rubric=ROOT / "grader" / "rubrics" / "quick.json", out=base / "out", gpus="none", jobs=2,
                console=Console(file=io.StringIO()))
     return {name: read_result(base / "out" / name / "result.json") for name in ("reference", "notebook", "template",
                                                                                  "partial")}

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 def make_rubric(path: Path, **limits: int) -> Path:
-    doc = json.loads((ROOT / "rubrics" / "quick.json").read_text())
+    doc = json.loads((ROOT / "grader" / "rubrics" / "quick.json").read_text())
     doc["time_limit_s"] = TIME_LIMIT
     doc["limits"].update(limits)
     doc["checks"] = []

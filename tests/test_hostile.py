@@ -103,7 +103,7 @@ class Batch:
 
 
 def make_rubric(path: Path) -> Path:
-    doc = json.loads((ROOT / "rubrics" / "quick.json").read_text())
+    doc = json.loads((ROOT / "grader" / "rubrics" / "quick.json").read_text())
     doc["time_limit_s"] = TIME_LIMIT
     doc["limits"].update(LIMITS)
     path.write_text(json.dumps(doc))

@@ -20,7 +20,7 @@ from grader.result import CHECK_STATUSES
 from grader.rubric import RubricError, load_rubric, rubric_problems
 from test_evidence import REFERENCE_EVALUATIONS, reference_output
 
-RUBRICS = ROOT / "rubrics"
+RUBRICS = ROOT / "grader" / "rubrics"
 QUICK_DOC = json.loads((RUBRICS / "quick.json").read_text())
 
 
@@ -263,3 +263,23 @@ def test_every_rubric_the_schema_accepts_is_judged_without_an_error(checks: list
 def test_a_mutated_rubric_never_makes_the_schema_check_raise(data: st.DataObject) -> None:
     problems = rubric_problems(_mutate(QUICK_DOC, data))
     assert all(isinstance(p, str) for p in problems)
+
+
+def test_a_shipped_rubric_is_named_by_its_name_and_a_file_wins_over_a_name(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from grader.rubric import SHIPPED, resolve_rubric, shipped_rubrics
+
+    assert shipped_rubrics() == ("full", "quick")
+    assert resolve_rubric("full") == SHIPPED / "full.json"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quick").write_text("{}")
+    assert resolve_rubric("quick") == Path("quick")
+
+
+def test_an_unknown_rubric_name_lists_the_shipped_ones(tmp_path: Path) -> None:
+    from grader.rubric import RubricError, resolve_rubric
+
+    with pytest.raises(RubricError) as err:
+        resolve_rubric(tmp_path / "nope.json")
+    assert str(err.value) == (f"invalid rubric {tmp_path / 'nope.json'}: cannot read it: no such file, and the "
+                              f"rubrics shipped with the grader are full, quick")

@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, child_env
 from grader import template
 from grader.cli import main as cli_main
+from grader.wheel import build_wheel
 
 
 def test_a_solution_region_becomes_a_todo_at_its_indentation_named_by_its_hint() -> None:
@@ -40,12 +41,12 @@ def test_broken_markers_are_refused_with_file_and_line(source: str, message: str
 
 def test_the_committed_student_template_is_in_sync_with_the_reference() -> None:
     assert template.main(reference=ROOT / "reference", dest=ROOT / "student_template",
-                         rubric=ROOT / "rubrics" / "quick.json", check=True) == []
+                         rubric=ROOT / "grader" / "rubrics" / "quick.json", check=True) == []
 
 
 def test_check_names_a_stale_file_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dest = tmp_path / "tpl"
-    template.main(reference=ROOT / "reference", dest=dest, rubric=ROOT / "rubrics" / "quick.json")
+    template.main(reference=ROOT / "reference", dest=dest, rubric=ROOT / "grader" / "rubrics" / "quick.json")
     (dest / "tuning.py").write_text("# edited by hand\n")
     (dest / "notes.txt").write_text("extra\n")
     code = cli_main(["make-template", str(ROOT / "reference"), str(dest), "--check"])
@@ -68,6 +69,32 @@ def test_no_instructor_material_reaches_the_template() -> None:
     assert texts["tuning.py"].count("raise NotImplementedError(\"TODO(student): ") == 5
     notebook = json.loads(texts["assignment.ipynb"])
     assert all(c.get("outputs", []) == [] for c in notebook["cells"])
+
+
+def test_the_starter_repo_installs_the_grader_from_the_wheel_it_ships() -> None:
+    tpl = ROOT / "student_template"
+    (wheel,) = (tpl / "wheels").iterdir()
+    assert wheel.read_bytes() == build_wheel(ROOT).content
+    lines = (tpl / "requirements.txt").read_text().splitlines()
+    assert f"./wheels/{wheel.name}" in lines and "cnn-tuning-grader" not in lines
+
+
+def test_a_grader_requirement_replaces_the_wheel(tmp_path: Path) -> None:
+    url = "cnn-tuning-grader @ git+https://git.example.edu/course/grader.git@v1"
+    template.main(reference=ROOT / "reference", dest=tmp_path / "tpl", grader_requirement=url)
+    assert url in (tmp_path / "tpl" / "requirements.txt").read_text().splitlines()
+    assert not (tmp_path / "tpl" / "wheels").exists()
+    assert template.main(reference=ROOT / "reference", dest=tmp_path / "tpl", grader_requirement=url, check=True) == []
+
+
+def test_a_starter_requirements_file_without_the_grader_line_is_refused(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(ROOT / "reference", reference, ignore=shutil.ignore_patterns("__pycache__"))
+    (reference / "starter" / "requirements.txt").write_text("pytest>=8\n")
+    with pytest.raises(template.TemplateError) as err:
+        template.main(reference=reference, dest=tmp_path / "tpl")
+    assert str(err.value) == (f"{reference / 'starter' / 'requirements.txt'}: needs exactly one line "
+                              f"'cnn-tuning-grader' (replaced by how to install the grader)")
 
 
 def run_student_tests(repo: Path, home: Path) -> subprocess.CompletedProcess[str]:
