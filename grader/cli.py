@@ -20,6 +20,9 @@ EXIT_SANDBOX_ERRORS = 3  # `grade`: every submission has a result, but some ende
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM: results written so far are kept
 
 
+RUBRIC_HELP = "a shipped rubric's name (quick, full) or a rubric file"
+
+
 def _datetime(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -32,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade = verbs.add_parser("grade", help="run, evaluate and record every submission of a batch")
     grade.add_argument("submissions", nargs="+", type=Path,
                        help="a folder of submissions (one per child: folder, .zip, .ipynb or .py) or one submission")
-    grade.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"))
+    grade.add_argument("--rubric", default="quick", help=RUBRIC_HELP)
     grade.add_argument("--out", type=Path, default=Path("grading-out"))
     grade.add_argument("--profile", choices=("quick", "full"), help="overrides the rubric's profile")
     grade.add_argument("--time-limit", type=float, metavar="SECONDS", help="overrides the rubric's time limit")
@@ -44,15 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--backend", choices=("torch", "tensorflow"), default="torch", help="KERAS_BACKEND for runs")
 
     calibrate = verbs.add_parser("calibrate", help="grade the reference here and write its figures and tiers into the rubric")
-    calibrate.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"))
+    calibrate.add_argument("--rubric", default="quick", help=RUBRIC_HELP + "; calibrating rewrites that file")
     calibrate.add_argument("--profile", choices=("quick", "full"), help="overrides the rubric's profile")
     calibrate.add_argument("--gpus", default="auto", help="auto (nvidia-smi), none, or GPU indices such as 0,1")
 
     template = verbs.add_parser("make-template", help="generate the student starter repo from the reference")
     template.add_argument("reference", type=Path, nargs="?", default=Path("reference"))
     template.add_argument("dest", type=Path, nargs="?", default=Path("student_template"))
-    template.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"),
-                          help="the rubric students get a copy of (hidden checks removed)")
+    template.add_argument("--rubric", default="quick",
+                          help="the rubric students get a copy of (hidden checks removed): a shipped name or a file")
+    template.add_argument("--grader-requirement", metavar="REQ",
+                          help="the requirements.txt line that installs the grader (a URL such as "
+                               "'cnn-tuning-grader @ git+https://...'); default: a wheel built here, shipped in wheels/")
     template.add_argument("--check", action="store_true", help="only report files that are out of date (exit 1)")
 
     check = verbs.add_parser("check", help="self-check: grade your repository with the quick rubric's visible checks")
@@ -76,22 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     check_out.add_argument("path", type=Path)
 
     check_rubric = verbs.add_parser("validate-rubric", help="check a rubric file against rubric v1")
-    check_rubric.add_argument("path", type=Path)
+    check_rubric.add_argument("path", help="a rubric file or a shipped rubric's name")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from grader.rubric import resolve_rubric
+
     if args.verb == "grade":
         from grader import grade
 
-        summary = grade.main(submissions=args.submissions, rubric=args.rubric, out=args.out, profile=args.profile,
+        summary = grade.main(submissions=args.submissions, rubric=resolve_rubric(args.rubric), out=args.out, profile=args.profile,
                              time_limit=args.time_limit, gpus=args.gpus, per_gpu=args.per_gpu, jobs=args.jobs,
                              force=args.force, require_sandbox=args.require_sandbox, backend=args.backend)
         return EXIT_SANDBOX_ERRORS if summary.sandbox_errors else EXIT_OK
     if args.verb == "calibrate":
         from grader import calibrate
 
-        calibrate.main(rubric=args.rubric, profile=args.profile, gpus=args.gpus)
+        calibrate.main(rubric=resolve_rubric(args.rubric), profile=args.profile, gpus=args.gpus)
         return 0
     if args.verb in ("check", "classroom"):
         from grader import selfcheck
@@ -107,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "make-template":
         from grader import template
 
-        problems = template.main(reference=args.reference, dest=args.dest, rubric=args.rubric, check=args.check)
+        problems = template.main(reference=args.reference, dest=args.dest, rubric=resolve_rubric(args.rubric),
+                                 check=args.check, grader_requirement=args.grader_requirement)
         for problem in problems:
             print(problem)
         if args.check:
@@ -123,12 +132,13 @@ def run(args: argparse.Namespace) -> int:
         from grader.rubric import RubricError, load_rubric
 
         try:
-            load_rubric(args.path)
+            path = resolve_rubric(args.path)
+            load_rubric(path)
         except RubricError as exc:
             for problem in exc.problems:
-                print(f"{args.path}: {problem}")
+                print(f"{exc.path}: {problem}")
             return EXIT_USAGE
-        print(f"OK: {args.path} is a valid rubric v1")
+        print(f"OK: {path} is a valid rubric v1")
         return 0
     raise AssertionError(args.verb)
 

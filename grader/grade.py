@@ -70,6 +70,7 @@ def main(
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 110)
     out, submissions = out.resolve(), [p.resolve() for p in submissions]
     spec = load_rubric(rubric)
+    console.print(f"results go to {out} (rubric {spec.path})", markup=False, highlight=False, soft_wrap=True)
     if require_sandbox:
         usable, why = bwrap_usable()
         if not usable:
@@ -78,7 +79,7 @@ def main(
     found, refused = _discover_all(submissions, spec)
     slots = plan_slots(gpus, per_gpu=per_gpu, jobs=jobs)
     out.mkdir(parents=True, exist_ok=True)
-    train_dir, test = _prepare_data(out, spec.dataset)
+    train_dir, test = _prepare_data(out, spec.dataset, console)
     settings = SessionSettings(
         profile=profile or spec.profile,
         time_limit_s=float(time_limit or spec.time_limit_s),
@@ -213,8 +214,12 @@ def _content_hash(sub: Submission) -> str:
         return "sha256:" + digest.hexdigest()
 
 
-def _prepare_data(out: Path, dataset: str) -> tuple[Path, TestSplit]:
+def _prepare_data(out: Path, dataset: str, console: Console) -> tuple[Path, TestSplit]:
     """Write the train split submissions get, and the test images the evaluation sandbox gets (labels stay here)."""
+    found = data.locate_split(data.search_plan(dataset, allow_download=True), "test")
+    where = found.describe() if found is not None else \
+        f"{dataset} is not on this machine: downloading it into {data.keras_cache_dir()}"
+    console.print(f"held-out data: {where}", markup=False, highlight=False, soft_wrap=True)
     train_dir = out / DATA_DIR / "train"
     train_file = train_dir / f"{dataset}.npz"
     if not train_file.exists():

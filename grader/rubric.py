@@ -11,6 +11,8 @@ from typing import Any, Mapping
 from grader.jsonio import schema_errors
 from grader.errors import GraderError
 
+SHIPPED = Path(__file__).resolve().parent / "rubrics"  # package data: `--rubric quick` means SHIPPED/quick.json
+
 
 class RubricError(GraderError, ValueError):
     """A rubric that cannot be used; `problems` lists each one with its JSON path."""
@@ -65,6 +67,27 @@ def rubric_problems(doc: Any) -> list[str]:
             problems.append(f"$.checks[{i}].id: duplicate check id {check['id']!r}")
         seen.add(check["id"])
     return problems
+
+
+def shipped_rubrics() -> tuple[str, ...]:
+    """The names of the rubrics installed with the grader (quick, full, ...), sorted."""
+    return tuple(sorted(p.stem for p in SHIPPED.glob("*.json"))) if SHIPPED.is_dir() else ()
+
+
+def resolve_rubric(name_or_path: str | Path) -> Path:
+    """A rubric file: name_or_path when it is an existing file, else the shipped rubric of that name.
+
+    RubricError when neither exists, naming the shipped rubrics (a student's copy of the
+    grader ships none: its repository carries rubrics/quick.json instead).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_rubrics()
+    if str(name_or_path) in shipped:
+        return SHIPPED / f"{name_or_path}.json"
+    known = f"the rubrics shipped with the grader are {', '.join(shipped)}" if shipped else "no rubric ships with this grader"
+    raise RubricError(path, [f"cannot read it: no such file, and {known}"])
 
 
 def load_rubric(path: str | Path) -> Rubric:

@@ -10,12 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 from grader.errors import GraderError
+from grader.wheel import WHEEL_DIR, WheelError, build_wheel
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::\s*(?P<hint>.+?))?\s*$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
 STARTER_DIR = "starter"  # reference/starter/* is copied to the template's root as it is
 STUBBED = ("tuning.py", "assignment.ipynb")  # reference files whose solution regions become stubs
 IGNORED = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", "outputs"}
+REQUIREMENTS = "requirements.txt"
+GRADER_LINE = "cnn-tuning-grader"  # the starter's requirements.txt line that becomes the wheel or --grader-requirement
+PROJECT = Path(__file__).resolve().parents[1]  # the checkout whose grader and tunekit the wheel is built from
 
 
 class TemplateError(GraderError, ValueError):
@@ -98,9 +102,38 @@ def student_rubric(rubric: Path) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
 
 
-def plan_template(reference: Path, rubric: Path | None = None) -> list[TemplateFile]:
-    """Every file the template must hold, decided from the reference (and the quick rubric); nothing is written."""
-    files = []
+def requirements(text: str, grader_line: str, *, where: str) -> str:
+    """The starter's requirements.txt with its `cnn-tuning-grader` line replaced by grader_line."""
+    lines = text.splitlines(keepends=True)
+    hits = [i for i, line in enumerate(lines) if line.strip() == GRADER_LINE]
+    if len(hits) != 1:
+        raise TemplateError(f"{where}: needs exactly one line '{GRADER_LINE}' (replaced by how to install the grader)")
+    lines[hits[0]] = grader_line + "\n"
+    return "".join(lines)
+
+
+def grader_files(grader_requirement: str | None) -> tuple[str, list[TemplateFile]]:
+    """How the starter repo installs the grader: its requirements line, and the wheel file it ships (none for a URL)."""
+    if grader_requirement is not None:
+        if not grader_requirement.strip() or "\n" in grader_requirement:
+            raise TemplateError("--grader-requirement must be one requirements.txt line")
+        return grader_requirement.strip(), []
+    try:
+        wheel = build_wheel(PROJECT)
+    except WheelError as exc:
+        raise TemplateError(f"{exc}; without a checkout of the project, pass --grader-requirement to name "
+                            f"where students install the grader from") from None
+    return wheel.requirement(), [TemplateFile(f"{WHEEL_DIR}/{wheel.filename}", wheel.content)]
+
+
+def plan_template(reference: Path, rubric: Path | None = None, *,
+                  grader_requirement: str | None = None) -> list[TemplateFile]:
+    """Every file the template must hold, decided from the reference (and the quick rubric); nothing is written.
+
+    The grader reaches students as a wheel built from this checkout and shipped in the
+    template's wheels/ (the default), or as the requirement line an instructor gives.
+    """
+    grader_line, files = grader_files(grader_requirement)
     if rubric is not None:
         files.append(TemplateFile(f"rubrics/{rubric.name}", student_rubric(rubric)))
     for name in STUBBED:
@@ -112,7 +145,11 @@ def plan_template(reference: Path, rubric: Path | None = None) -> list[TemplateF
         files.append(TemplateFile(name, stubbed.encode("utf-8")))
     starter = reference / STARTER_DIR
     for path in sorted(_walk(starter)):
-        files.append(TemplateFile(path.relative_to(starter).as_posix(), path.read_bytes()))
+        rel = path.relative_to(starter).as_posix()
+        content = path.read_bytes()
+        if rel == REQUIREMENTS:
+            content = requirements(content.decode("utf-8"), grader_line, where=str(path)).encode("utf-8")
+        files.append(TemplateFile(rel, content))
     return files
 
 
@@ -157,9 +194,10 @@ def write_template(files: list[TemplateFile], dest: Path) -> None:
             target.write_bytes(f.content)
 
 
-def main(*, reference: Path, dest: Path, rubric: Path | None = None, check: bool = False) -> list[str]:
+def main(*, reference: Path, dest: Path, rubric: Path | None = None, check: bool = False,
+         grader_requirement: str | None = None) -> list[str]:
     """Generate dest from reference, or with check=True only list what is out of date (empty: in sync)."""
-    files = plan_template(reference, rubric)
+    files = plan_template(reference, rubric, grader_requirement=grader_requirement)
     if check:
         return out_of_date(files, dest)
     write_template(files, dest)
