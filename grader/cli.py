@@ -21,6 +21,8 @@ EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM: results written so far a
 
 
 RUBRIC_HELP = "a shipped rubric's name (quick, full) or a rubric file"
+REPO_RUBRIC = Path("rubrics") / "quick.json"  # the student's copy in a starter repo
+REPO_RUBRIC_HELP = f"a rubric file or a shipped rubric's name; default: the repository's {REPO_RUBRIC}, else quick"
 
 
 def _datetime(text: str) -> datetime:
@@ -63,12 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = verbs.add_parser("check", help="self-check: grade your repository with the quick rubric's visible checks")
     check.add_argument("path", type=Path, nargs="?", default=Path("."))
-    check.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"))
+    check.add_argument("--rubric", help=REPO_RUBRIC_HELP)
     check.add_argument("--time-limit", type=float, metavar="SECONDS")
 
     classroom = verbs.add_parser("classroom", help="grade this repository for GitHub Classroom (writes the `result` output)")
     classroom.add_argument("path", type=Path, nargs="?", default=Path("."))
-    classroom.add_argument("--rubric", type=Path, default=Path("rubrics/quick.json"))
+    classroom.add_argument("--rubric", help=REPO_RUBRIC_HELP)
     classroom.add_argument("--time-limit", type=float, metavar="SECONDS")
 
     exp = verbs.add_parser("export", help="write Gradescope or GitHub Classroom results from OUT's result files")
@@ -92,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "grade":
         from grader import grade
 
-        summary = grade.main(submissions=args.submissions, rubric=resolve_rubric(args.rubric), out=args.out, profile=args.profile,
-                             time_limit=args.time_limit, gpus=args.gpus, per_gpu=args.per_gpu, jobs=args.jobs,
-                             force=args.force, require_sandbox=args.require_sandbox, backend=args.backend)
+        summary = grade.main(submissions=args.submissions, rubric=resolve_rubric(args.rubric), out=args.out,
+                             profile=args.profile, time_limit=args.time_limit, gpus=args.gpus, per_gpu=args.per_gpu,
+                             jobs=args.jobs, force=args.force, require_sandbox=args.require_sandbox, backend=args.backend)
         return EXIT_SANDBOX_ERRORS if summary.sandbox_errors else EXIT_OK
     if args.verb == "calibrate":
         from grader import calibrate
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         from grader import selfcheck
 
         verb = selfcheck.check_main if args.verb == "check" else selfcheck.classroom_main
-        return verb(path=args.path, rubric=args.rubric, time_limit=args.time_limit)
+        return verb(path=args.path, rubric=_repo_rubric(args.path, args.rubric), time_limit=args.time_limit)
     if args.verb == "export":
         from grader import export
 
@@ -141,6 +143,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"OK: {path} is a valid rubric v1")
         return 0
     raise AssertionError(args.verb)
+
+
+def _repo_rubric(repo: Path, rubric: str | None) -> Path:
+    """The rubric a student's repository is checked with: the one named, else its own copy, else the shipped quick."""
+    from grader.rubric import resolve_rubric
+
+    if rubric is None and (repo / REPO_RUBRIC).is_file():
+        return repo / REPO_RUBRIC
+    return resolve_rubric(rubric or "quick")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

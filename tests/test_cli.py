@@ -88,3 +88,13 @@ def test_grade_runs_in_any_folder_with_the_shipped_rubric_and_says_first_where_r
     assert lines[0] == f"results go to {tmp_path / 'grading-out'} (rubric {SHIPPED / 'quick.json'})"
     assert lines[1].startswith("held-out data: mnist test split from ")
     assert json.loads((tmp_path / "grading-out" / "ann" / "result.json").read_text())["student_id"] == "ann"
+
+
+def test_check_uses_the_repositorys_own_rubric_copy_else_the_shipped_quick(tmp_path: Path) -> None:
+    from grader.rubric import SHIPPED
+
+    assert cli._repo_rubric(tmp_path, None) == SHIPPED / "quick.json"
+    (tmp_path / "rubrics").mkdir()
+    (tmp_path / "rubrics" / "quick.json").write_text("{}")
+    assert cli._repo_rubric(tmp_path, None) == tmp_path / "rubrics" / "quick.json"
+    assert cli._repo_rubric(tmp_path, "full") == SHIPPED / "full.json"
