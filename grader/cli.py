@@ -68,10 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rubric", help=REPO_RUBRIC_HELP)
     check.add_argument("--time-limit", type=float, metavar="SECONDS")
 
-    classroom = verbs.add_parser("classroom", help="grade this repository for GitHub Classroom (writes the `result` output)")
+    classroom = verbs.add_parser("classroom", help="grade this repository for GitHub Classroom (step outputs "
+                                                   "result, earned and missed, and the step summary)")
     classroom.add_argument("path", type=Path, nargs="?", default=Path("."))
     classroom.add_argument("--rubric", help=REPO_RUBRIC_HELP)
     classroom.add_argument("--time-limit", type=float, metavar="SECONDS")
+
+    c50 = verbs.add_parser("classroom50", help="grade this checkout for Classroom 50 (writes result.json, release-body.md)")
+    c50.add_argument("path", type=Path, nargs="?", default=Path("."))
+    c50.add_argument("--rubric", help=REPO_RUBRIC_HELP)
+    c50.add_argument("--time-limit", type=float, metavar="SECONDS")
+    c50.add_argument("--out", type=Path, help="where result.json goes (default: the current folder, as the runner reads it)")
+
+    bundle = verbs.add_parser("classroom50-autograder",
+                              help="write a Classroom 50 autograder bundle (autograder.py, rubric, grader wheel) into DEST")
+    bundle.add_argument("dest", type=Path, help="the classroom's autograders/<assignment>/ folder")
+    bundle.add_argument("--rubric", default="quick", help=RUBRIC_HELP)
+    bundle.add_argument("--grader-requirement", metavar="REQ", help="install the grader from REQ instead of a wheel")
 
     exp = verbs.add_parser("export", help="write Gradescope or GitHub Classroom results from OUT's result files")
     exp.add_argument("out", type=Path)
@@ -108,6 +121,18 @@ def run(args: argparse.Namespace) -> int:
 
         verb = selfcheck.check_main if args.verb == "check" else selfcheck.classroom_main
         return verb(path=args.path, rubric=_repo_rubric(args.path, args.rubric), time_limit=args.time_limit)
+    if args.verb == "classroom50":
+        from grader import classroom50
+
+        return classroom50.main(path=args.path, rubric=_repo_rubric(args.path, args.rubric), time_limit=args.time_limit,
+                                out_dir=args.out)
+    if args.verb == "classroom50-autograder":
+        from grader import classroom50
+
+        for path in classroom50.write_autograder(args.dest, resolve_rubric(args.rubric),
+                                                 grader_requirement=args.grader_requirement):
+            print(path)
+        return EXIT_OK
     if args.verb == "export":
         from grader import export
 

@@ -1,7 +1,15 @@
-"""The `check` and `classroom` verbs: grade one repository with a rubric's visible checks, for its student."""
+"""The `check` and `classroom` verbs: grade one repository with a rubric's visible checks, for its student.
+
+Both grade into ``<tempdir>/grader-check-<uid>/<repo name>`` (never inside the repository):
+one folder per user, created mode 0700, and refused (CheckDirError) when it exists but is
+not a real directory owned by this user, so that on a shared machine another user can
+neither read the results nor plant a link that sends them elsewhere.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -11,17 +19,45 @@ from rich.table import Table
 from rich.text import Text
 
 from grader import export, grade
+from grader.errors import GraderError
 from grader.feedback import visible_checks
 from grader.result import Result, read_result
-from grader.text import terminal_text
+from grader.sandbox import bwrap_usable
+from grader.text import display_name, terminal_text
 
-CHECK_DIR = "grader-check"  # under the system temp dir: never inside the repository being graded
+CHECK_DIR = "grader-check"  # <tempdir>/grader-check-<uid>: never inside the repository being graded
+
+
+class CheckDirError(GraderError, PermissionError):
+    """The per-user check folder exists but is not this user's own real directory; one line."""
+
+
+def check_dir(base: Path | None = None) -> Path:
+    """``<base>/grader-check-<uid>`` (base: the system temp dir), created 0700 or verified to be this user's own.
+
+    Refused when it is a link, not a directory, owned by another user, or open to others
+    (lstat: no link is followed).
+    """
+    folder = Path(tempfile.gettempdir() if base is None else base) / f"{CHECK_DIR}-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = folder.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise CheckDirError(f"'{display_name(str(folder))}' is not a directory (a link or a file is there): remove it")
+    if info.st_uid != os.getuid():
+        raise CheckDirError(f"'{display_name(str(folder))}' belongs to uid {info.st_uid}, not to you "
+                            f"(uid {os.getuid()}): remove it")
+    if info.st_mode & 0o077:
+        os.chmod(folder, 0o700, follow_symlinks=False)
+    return folder
 
 
 def grade_repo(path: Path, rubric: Path, *, time_limit: float | None, console: Console) -> tuple[Result, Path]:
     """Grade the repository at path with the quick engine (CPU, one slot, always afresh); its result and folder."""
     path = path.resolve()
-    out = Path(tempfile.gettempdir()) / CHECK_DIR / path.name
+    out = check_dir() / path.name
     summary = grade.main(submissions=[path], rubric=rubric, out=out, time_limit=time_limit, gpus="none", jobs=1,
                          force=True, console=console)
     student = summary.graded[0]
@@ -50,15 +86,32 @@ def check_main(*, path: Path, rubric: Path, time_limit: float | None = None, con
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     result, folder = grade_repo(path, rubric, time_limit=time_limit, console=Console(stderr=True))
     console.print(score_table(result))
+    console.print(export.isolation_line(result, bwrap_problem=_bwrap_problem()), markup=False, highlight=False)
     console.print(f"feedback: {folder / 'feedback.md'}", markup=False, highlight=False)
     checks = visible_checks(result, "student", None, None)
     return 0 if checks and all(c.status == "pass" for c in checks) else 1
 
 
 def classroom_main(*, path: Path, rubric: Path, time_limit: float | None = None) -> int:
-    """`grader classroom`: grade the checked-out repo and write the Classroom reporter's `result` step output."""
+    """`grader classroom`: grade the checked-out repo, set the reporter's step outputs and write the step summary.
+
+    Outputs (export.classroom_outputs): ``earned`` and ``missed`` for the workflow's two
+    runners, ``result`` for workflows written before. The score table goes to stderr and,
+    as Markdown, to $GITHUB_STEP_SUMMARY when that is set. Exit 0 whatever the grade: the
+    reporter step fails the job when points are missing.
+    """
     result, _ = grade_repo(path, rubric, time_limit=time_limit, console=Console(stderr=True))
-    Console(stderr=True, width=None if sys.stderr.isatty() else 200).print(score_table(result))
-    export.emit_classroom_output(export.classroom_payload(result))
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+    err.print(score_table(result))
+    problem = _bwrap_problem()
+    err.print(export.isolation_line(result, bwrap_problem=problem), markup=False, highlight=False)
+    export.emit_classroom_output(export.classroom_outputs(result))
+    export.append_step_summary(export.step_summary(result, bwrap_problem=problem))
     return 0
+
+
+def _bwrap_problem() -> str | None:
+    """Why bubblewrap is not usable here (probed once per process), or None when it is."""
+    usable, why = bwrap_usable()
+    return None if usable else why
 

@@ -15,14 +15,20 @@ import grader.jsonio
 from grader import export
 from grader.export import (
     ExportError,
+    append_step_summary,
+    classroom_outputs,
     classroom_payload,
     classroom_results,
+    classroom_runners,
     emit_classroom_output,
     gradescope_results,
+    isolation_line,
+    step_summary,
 )
 from grader.result import (
     RESULT_SCHEMA_VERSION,
     CheckResult,
+    Isolation,
     ModelEvaluation,
     Result,
     Score,
@@ -84,16 +90,44 @@ def decode(payload: str) -> dict:
     return json.loads(base64.b64decode(payload, validate=True).decode("utf-8"))
 
 
+def runner_results(environ: dict[str, str], runners: str) -> list[dict]:
+    """As the reporter's dist/main.js: runners split on ",", each <ID>_RESULTS (id upper-cased) base64-decoded."""
+    return [decode(environ[f"{runner.strip().upper()}_RESULTS"]) for runner in runners.split(",")]
+
+
 def reporter_points(environ: dict[str, str], runners: str) -> tuple[float, float]:
-    """What the Classroom reporter would total: each runner's <ID>_RESULTS decoded; scores summed over max_score."""
+    """The reporter's "Points X/Y" notice: tests' scores added over the max_scores, skipping a runner whose max is 0."""
     total = maximum = 0.0
-    for runner in runners.split(","):
-        results = decode(environ[f"{runner.strip().upper()}_RESULTS"])
+    for results in runner_results(environ, runners):
         if not results["max_score"]:
             continue
         maximum += results["max_score"]
-        total += sum(t["score"] for t in results["tests"])
+        for test in results["tests"]:
+            total += test["score"]
     return total, maximum
+
+
+def reporter_console_points(environ: dict[str, str], runners: str) -> tuple[float, float]:
+    """The reporter's console table total: per runner, passed tests / tests times its max_score, added up."""
+    total = maximum = 0.0
+    for results in runner_results(environ, runners):
+        passed = sum(1 for t in results["tests"] if t["status"] == "pass")
+        total += passed / len(results["tests"]) * (results["max_score"] or 0)
+        maximum += results["max_score"] or 0
+    return total, maximum
+
+
+def reporter_lines(environ: dict[str, str], runners: str) -> list[str]:
+    """The line the reporter prints per test: "<name> - line N" (no line for 0), or the message of an error."""
+    lines = []
+    for results in runner_results(environ, runners):
+        for t in results["tests"]:
+            mark = "ok" if t["status"] == "pass" else "X"
+            if t["status"] == "error":
+                lines.append(f"Error: {t['message'] or t['name']}")
+            else:
+                lines.append(f"{mark} {t['name']} - line {t['line_no']}" if t["line_no"] != 0 else f"{mark} {t['name']}")
+    return lines
 
 
 # ---------------------------------------------------------------- Gradescope
@@ -216,9 +250,9 @@ def test_classroom_payload_decodes_to_version_1_without_hidden_checks():
         "max_score": 6.0,
         "message": "completed: tuning.py finished",
         "tests": [
-            {"name": "Artifacts present", "status": "pass", "score": 2.0, "max_score": 2.0,
+            {"name": "Artifacts present", "status": "pass", "score": 2.0, "max_score": 2.0, "line_no": 1,
              "message": "All files there."},
-            {"name": "Random coverage", "status": "fail", "score": 1.5, "max_score": 4.0,
+            {"name": "Random coverage", "status": "fail", "score": 1.5, "max_score": 4.0, "line_no": 2,
              "message": "3 of 8 distinct trials: raise max_trials."},
         ],
     }
@@ -228,6 +262,7 @@ def test_classroom_payload_decodes_to_version_1_without_hidden_checks():
 def test_classroom_shows_after_due_date_checks_only_after_due():
     after = classroom_results(make_result(), now=AFTER_DUE, due=DUE)
     assert [t["name"] for t in after["tests"]] == ["Artifacts present", "Random coverage", "Accuracy tier"]
+    assert [t["line_no"] for t in after["tests"]] == [1, 2, 4]  # the place in the rubric, hidden check 3 left out
     assert after["max_score"] == 11.0 and sum(t["score"] for t in after["tests"]) == 4.5
     assert len(classroom_results(make_result(), now=AFTER_DUE, due=None)["tests"]) == 2
 
@@ -256,15 +291,138 @@ def test_classroom_payload_is_what_the_reporter_totals(monkeypatch: pytest.Monke
     assert reporter_points({"AUTOGRADER_RESULTS": payload}, "autograder") == (3.5, 6.0)
 
 
-def test_emit_appends_result_line_to_github_output(tmp_path: Path):
+def runners_env(result: Result, **when: datetime) -> dict[str, str]:
+    outputs = classroom_outputs(result, **when)
+    return {"EARNED_RESULTS": outputs["earned"], "MISSED_RESULTS": outputs["missed"]}
+
+
+def test_classroom_runners_split_partial_credit_into_an_earned_pass_and_a_missed_fail():
+    runners = classroom_runners(make_result(), now=BEFORE_DUE, due=DUE)
+    assert runners == {
+        "earned": {
+            "version": 1, "status": "pass", "max_score": 3.5, "message": "completed: tuning.py finished",
+            "tests": [
+                {"name": "Artifacts present", "status": "pass", "score": 2.0, "max_score": 2.0, "line_no": 1,
+                 "message": "All files there."},
+                {"name": "Random coverage", "status": "pass", "score": 1.5, "max_score": 1.5, "line_no": 2,
+                 "message": "3 of 8 distinct trials: raise max_trials."},
+            ],
+        },
+        "missed": {
+            "version": 1, "status": "fail", "max_score": 2.5, "message": "completed: tuning.py finished",
+            "tests": [
+                {"name": "Random coverage (not earned)", "status": "fail", "score": 0.0, "max_score": 2.5,
+                 "line_no": 2, "message": "3 of 8 distinct trials: raise max_trials."},
+            ],
+        },
+    }
+
+
+def test_the_reporters_console_total_and_notice_agree_with_the_points_under_partial_credit():
+    env = runners_env(make_result(), now=AFTER_DUE, due=DUE)  # 2 + 1.5 + 1 of 2 + 4 + 5
+    assert reporter_console_points(env, "earned,missed") == (4.5, 11.0)
+    assert reporter_points(env, "earned,missed") == (4.5, 11.0)
+    # one runner cannot: its console counts passed tests, not points
+    single = {"GRADE_RESULTS": classroom_payload(make_result(), now=AFTER_DUE, due=DUE)}
+    assert reporter_points(single, "grade") == (4.5, 11.0)
+    assert reporter_console_points(single, "grade") != (4.5, 11.0)
+
+
+def test_the_reporter_totals_agree_for_awkward_fractions_to_the_last_bit():
+    thirds = tuple(CheckResult(f"c{i}", f"C{i}", "k", i / 3, 1.0 + i / 7, "partial", "visible", "m")
+                   for i in range(1, 6))
+    env = runners_env(make_result(check_list=thirds))
+    console, notice = reporter_console_points(env, "earned,missed"), reporter_points(env, "earned,missed")
+    assert console == notice
+    assert notice[0] == pytest.approx(sum(i / 3 for i in range(1, 6)), abs=1e-5)
+    assert notice[1] == round(sum(1.0 + i / 7 for i in range(1, 6)), 6)
+
+
+def test_every_test_the_reporter_prints_names_its_line_in_the_rubric():
+    env = runners_env(make_result(), now=AFTER_DUE, due=DUE)
+    assert reporter_lines(env, "earned,missed") == [
+        "ok Artifacts present - line 1",
+        "ok Random coverage - line 2",
+        "ok Accuracy tier - line 4",
+        "X Random coverage (not earned) - line 2",
+        "X Accuracy tier (not earned) - line 4",
+    ]
+
+
+def test_a_runner_with_nothing_to_hold_gets_a_placeholder_worth_nothing():
+    full = tuple(c for c in checks() if c.status == "pass")
+    env = runners_env(make_result(check_list=full))
+    assert reporter_lines(env, "earned,missed") == ["ok Artifacts present - line 1", "ok Every point earned"]
+    assert reporter_points(env, "earned,missed") == reporter_console_points(env, "earned,missed") == (2.0, 2.0)
+    assert [r["status"] for r in runner_results(env, "earned,missed")] == ["pass", "pass"]
+    nothing = (CheckResult("a", "Artifacts present", "artifacts", 0.0, 2.0, "fail", "visible", "no files"),)
+    env = runners_env(make_result(check_list=nothing, status="crashed"))
+    assert reporter_lines(env, "earned,missed") == ["X No points earned yet", "X Artifacts present - line 1"]
+    assert reporter_points(env, "earned,missed") == reporter_console_points(env, "earned,missed") == (0.0, 2.0)
+    assert [r["status"] for r in runner_results(env, "earned,missed")] == ["fail", "fail"]
+
+
+def test_an_errored_check_is_reported_with_its_title_in_the_one_line_the_reporter_prints():
+    errored = (CheckResult("e", "Best accuracy", "best_accuracy", 0.0, 3.0, "error", "visible",
+                           "the model could not be evaluated"),)
+    env = runners_env(make_result(check_list=errored))
+    assert reporter_lines(env, "earned,missed")[1] == "Error: Best accuracy: the model could not be evaluated"
+    assert runner_results(env, "earned,missed")[1]["status"] == "error"
+
+
+def small_result() -> Result:
+    return replace(make_result(check_list=(
+        CheckResult("artifacts", "Artifacts present", "artifacts", 2.0, 2.0, "pass", "visible", "All files there."),
+        CheckResult("random", "Random | coverage", "random_coverage", 1.5, 4.0, "partial", "visible",
+                    "a | b [x](http://evil) <b>\nnext"),
+        CheckResult("secret", "Secret answers", "answers", 0.0, 3.0, "fail", "hidden", "hidden message"),
+        CheckResult("late", "Accuracy tier", "best_accuracy", 1.0, 5.0, "partial", "after_due_date", "late one"),
+    )), isolation=Isolation("rlimits", "memory 4096 MiB, 64 processes"))
+
+
+def test_step_summary_is_the_students_score_table_in_markdown():
+    assert step_summary(small_result(), bwrap_problem="bwrap is not installed").splitlines() == [
+        "### Autograding: s001",
+        "",
+        "**Run:** completed: tuning.py finished",
+        "",
+        "| check | points | status | what to do |",
+        "| --- | --- | --- | --- |",
+        "| Artifacts present | 2/2 | pass | All files there. |",
+        "| Random \\| coverage | 1.5/4 | partial | a \\| b \\[x\\](http://evil) \\<b\\> next |",
+        "",
+        "**Total:** 3.5/6 points on the visible checks",
+        "",
+        "isolation: rlimits (bubblewrap not usable: bwrap is not installed; memory 4096 MiB, 64 processes)",
+    ]
+
+
+def test_step_summary_is_appended_to_the_file_github_names(tmp_path: Path):
+    target = tmp_path / "summary.md"
+    target.write_text("# earlier step\n", "utf-8")
+    assert append_step_summary("new\n", environ={"GITHUB_STEP_SUMMARY": str(target)}) == target
+    assert target.read_text("utf-8") == "# earlier step\nnew\n"
+    assert append_step_summary("new\n", environ={}) is None
+
+
+def test_isolation_line_says_the_method_and_why_not_bubblewrap():
+    result = small_result()
+    assert isolation_line(result) == "isolation: rlimits (memory 4096 MiB, 64 processes)"
+    assert isolation_line(replace(result, isolation=Isolation("bwrap", "memory 1 MiB")),
+                          bwrap_problem="ignored") == "isolation: bwrap (memory 1 MiB)"
+    assert isolation_line(replace(result, isolation=None)) == "isolation: not recorded (the submission did not run)"
+
+
+def test_emit_appends_one_line_per_output_to_github_output(tmp_path: Path):
     target = tmp_path / "github_output"
     target.write_text("earlier=1\n", "utf-8")
-    assert emit_classroom_output("eyJ2Ijox", environ={"GITHUB_OUTPUT": str(target)}) == target
-    assert target.read_text("utf-8") == "earlier=1\nresult=eyJ2Ijox\n"
+    assert emit_classroom_output({"earned": "eyJ2Ijox", "missed": "e30="},
+                                 environ={"GITHUB_OUTPUT": str(target)}) == target
+    assert target.read_text("utf-8") == "earlier=1\nearned=eyJ2Ijox\nmissed=e30=\n"
 
 
 def test_emit_prints_when_github_output_is_unset(capsys: pytest.CaptureFixture[str]):
-    assert emit_classroom_output("eyJ2Ijox", environ={}) is None
+    assert emit_classroom_output({"result": "eyJ2Ijox"}, environ={}) is None
     assert capsys.readouterr().out == "result=eyJ2Ijox\n"
 
 
@@ -274,11 +432,12 @@ def test_export_classroom_in_ci_sets_the_step_output(tmp_path: Path, monkeypatch
     monkeypatch.setenv("GITHUB_OUTPUT", str(github_output))
     written = export.main(out=out, format="classroom", now=BEFORE_DUE, due=DUE)
     assert written == [out / "s001" / "classroom" / "result.json", github_output]
-    [line] = github_output.read_text("utf-8").splitlines()
-    assert line.startswith("result=")
-    data = decode(line.removeprefix("result="))
-    assert data == json.loads(written[0].read_text("utf-8"))
-    assert reporter_points({"AUTOGRADER_RESULTS": line.removeprefix("result=")}, "autograder") == (3.5, 6.0)
+    outputs = dict(line.split("=", 1) for line in github_output.read_text("utf-8").splitlines())
+    assert list(outputs) == ["result", "earned", "missed"]
+    assert decode(outputs["result"]) == json.loads(written[0].read_text("utf-8"))
+    assert reporter_points({"AUTOGRADER_RESULTS": outputs["result"]}, "autograder") == (3.5, 6.0)
+    env = {"EARNED_RESULTS": outputs["earned"], "MISSED_RESULTS": outputs["missed"]}
+    assert reporter_points(env, "earned,missed") == reporter_console_points(env, "earned,missed") == (3.5, 6.0)
 
 
 def test_export_classroom_without_github_output_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -287,8 +446,9 @@ def test_export_classroom_without_github_output_prints(tmp_path: Path, monkeypat
     out = graded(tmp_path / "out", make_result("s001"))
     assert export.main(out=out, format="classroom", now=BEFORE_DUE, due=DUE) == [
         out / "s001" / "classroom" / "result.json"]
-    printed = capsys.readouterr().out
-    assert printed.startswith("result=") and decode(printed.strip().removeprefix("result="))["version"] == 1
+    printed = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert list(printed) == ["result", "earned", "missed"]
+    assert all(decode(value)["version"] == 1 for value in printed.values())
 
 
 def test_export_classroom_needs_one_student_for_github_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -303,6 +463,7 @@ def test_export_classroom_needs_one_student_for_github_output(tmp_path: Path, mo
     assert export.main(out=out, format="classroom", student="s002", dest=tmp_path / "cr") == [
         tmp_path / "cr" / "result.json", github_output]
     assert github_output.read_text("utf-8").count("result=") == 1
+    assert github_output.read_text("utf-8").count("earned=") == 1
 
 
 # ---------------------------------------------------------------- student text
