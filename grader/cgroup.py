@@ -25,8 +25,9 @@ A v2 mount with no controllers enabled (the empty ``/sys/fs/cgroup/unified`` of
 a hybrid host) is ignored.  Groups are made under the grader's OWN cgroup, as
 read from ``/proc/self/cgroup``, so a limit the grader itself runs under (a
 container's) still holds for them; if that is not writable, under the root of
-the hierarchy.  Where neither works, ``detect`` says why in one line and the
-sandbox falls back to rlimits alone.
+the hierarchy.  Where neither works (a container's read-only ``/sys/fs/cgroup``,
+a grader that is not root, a host that is not Linux), ``detect`` says why in one
+line and the sandbox falls back to rlimits alone.
 
 ``pids.max`` counts tasks, so threads count as processes, as they do for
 RLIMIT_NPROC.
@@ -48,6 +49,7 @@ import itertools
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -284,8 +286,11 @@ def _choose(plan: dict[str, list[str]], version: str) -> tuple[dict[str, str], l
 def detect() -> CgroupSupport:
     """What this host offers for memory and pids groups, probed once per process.
 
-    v2 is used where its unified hierarchy offers memory or pids; else v1.
+    v2 is used where its unified hierarchy offers memory or pids; else v1.  Off Linux (macOS: no cgroups,
+    no ``/proc``) nothing is probed.
     """
+    if not sys.platform.startswith("linux"):
+        return CgroupSupport.none(f"cgroups are a Linux facility (this is {sys.platform})")
     try:
         mounts = parse_mounts(_read(MOUNTS_FILE))
         own = parse_proc_cgroup(_read(PROC_CGROUP_FILE))

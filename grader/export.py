@@ -257,19 +257,14 @@ def emit_classroom_output(outputs: Mapping[str, str], *, environ: Mapping[str, s
 # ---------------------------------------------------------------- the step summary
 
 
-def isolation_line(result: Result, *, bwrap_problem: str | None = None) -> str:
-    """One line saying how the submission was isolated: ``isolation: <method> (<why not bwrap>; <details>)``.
+def isolation_line(result: Result) -> str:
+    """One line saying how the submission was isolated: ``isolation: <method> (<details>)``.
 
-    ``bwrap_problem``: why bubblewrap was not usable here, said when the method is not bwrap.
+    For a fallback the details begin with why bubblewrap was not used (grader.sandbox).
     """
     if result.isolation is None:
         return "isolation: not recorded (the submission did not run)"
-    parts = []
-    if result.isolation.method != "bwrap" and bwrap_problem:
-        parts.append(f"bubblewrap not usable: {bwrap_problem}")
-    if result.isolation.details:
-        parts.append(result.isolation.details)
-    inner = f" ({'; '.join(parts)})" if parts else ""
+    inner = f" ({result.isolation.details})" if result.isolation.details else ""
     return one_line(f"isolation: {result.isolation.method}{inner}", MAX_MESSAGE_CHARS)
 
 
@@ -285,8 +280,7 @@ def markdown_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list
     return lines
 
 
-def step_summary(result: Result, *, now: datetime | None = None, due: datetime | None = None,
-                 bwrap_problem: str | None = None) -> str:
+def step_summary(result: Result, *, now: datetime | None = None, due: datetime | None = None) -> str:
     """The Markdown `grader classroom` appends to $GITHUB_STEP_SUMMARY: the student's score table and the isolation.
 
     One row per check a student may see (hidden ones never; after-due-date ones only past
@@ -300,7 +294,7 @@ def step_summary(result: Result, *, now: datetime | None = None, due: datetime |
     lines += markdown_table(("check", "points", "status", "what to do"),
                             [(_name(c), f"{c.points:g}/{c.max_points:g}", c.status, c.message) for c in checks])
     lines += ["", f"**Total:** {earned:g}/{possible:g} points on the visible checks", "",
-              markdown_cell(isolation_line(result, bwrap_problem=bwrap_problem))]
+              markdown_cell(isolation_line(result))]
     return "\n".join(lines) + "\n"
 
 

@@ -22,7 +22,7 @@ from grader.gradebook import LiveGradebook
 from grader.result import Result, Slot, Timings, needs_grading, read_result, write_result
 from grader.rubric import Rubric, load_rubric
 from grader.runner import Graded, Job, TestSplit, grade_submission
-from grader.sandbox import SandboxUnavailableError, bwrap_usable, stop_all
+from grader.sandbox import SandboxUnavailableError, bwrap_usable, choose_isolation, stop_all
 from grader.scheduler import Executor, LocalExecutor, plan_slots, threads_per_slot
 from grader.session import DEFAULT_EVAL_TIME_LIMIT_S, Layout, SessionSettings, limits_from_rubric
 from grader.staging import DuplicateStudentError, InvalidSubmissionError, Submission, discover, hash_source
@@ -111,7 +111,7 @@ def main(
     where = ", ".join(f"{s.kind} {s.gpu if s.gpu is not None else s.index}" for s in slots)
     console.print(f"grading {len(todo)} of {len(found)} submissions ({len(skipped)} unchanged) on {len(slots)} "
                   f"slot(s): {where}; profile {settings.profile}, {settings.time_limit_s:g} s each, "
-                  f"isolation {isolation}")
+                  f"isolation {_isolation_text(isolation)}", markup=False, highlight=False)
     statuses: dict[str, str] = {}
     book = LiveGradebook(out)
     counts = {"done": 0, "failed": 0, "timed_out": 0}
@@ -199,6 +199,14 @@ def _discover_all(paths: Sequence[Path], spec: Rubric) -> tuple[list[Submission]
     if dupes:
         raise DuplicateStudentError(f"more than one submission for student id(s): {', '.join(dupes)}")
     return found, refused
+
+
+def _isolation_text(requested: str) -> str:
+    """The isolation the runs will get, and why bubblewrap is not used when it is not (the probes are cached)."""
+    chosen = choose_isolation(requested)
+    if chosen == "bwrap" or requested != "auto":
+        return chosen
+    return f"{chosen} (bubblewrap not used: {bwrap_usable()[1]})"
 
 
 def _content_hash(sub: Submission) -> str:

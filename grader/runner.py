@@ -375,10 +375,19 @@ def _log_paths(layout: Layout) -> dict[str, str]:
 
 
 def _isolation_details(settings: SessionSettings, run: SandboxResult) -> str:
+    """One line for result.isolation.details: what isolated the run (for the fallback: why not bubblewrap, which uid,
+    which network), the limits, and the cgroup that held them (or why none did, and what held them instead)."""
     lim = settings.limits
     disk = f", work dir {lim.disk_bytes // 2**20} MiB" if lim.disk_bytes else ""
-    return (f"memory {lim.memory_bytes // 2**20} MiB, file size {lim.file_size_bytes // 2**20} MiB{disk}, "
-            f"{lim.max_processes} processes, {lim.max_open_files} open files, no core dumps; cgroup {run.cgroup}")
+    limits = (f"memory {lim.memory_bytes // 2**20} MiB, file size {lim.file_size_bytes // 2**20} MiB{disk}, "
+              f"{lim.max_processes} processes, {lim.max_open_files} open files, no core dumps")
+    if run.cgroup.startswith("none: "):
+        held = (f"no cgroup ({run.cgroup.removeprefix('none: ')}): memory held by RLIMIT_DATA alone, "
+                f"processes by {run.process_limit} per uid")
+    else:
+        held = f"cgroup {run.cgroup}"
+    parts = [run.isolation_note, limits, held] if run.isolation_note else [limits, held]
+    return one_line("; ".join(parts), 1000)
 
 
 def _now() -> str:

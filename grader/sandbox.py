@@ -10,10 +10,25 @@ Two isolation levels, chosen per run:
   the grader (``--die-with-parent``) and everything in it dies with its PID
   namespace.
 * ``"rlimits"`` / ``"rlimits+netns"``: the fallback without bubblewrap: the same
-  resource limits, its own session and process group, uid 65534 when the
-  grader is root, and no network when ``unshare --net`` is permitted.  There is
-  no private file system, so the command (and its interpreter) must be
-  reachable by uid 65534 on the host; ``run_sandboxed`` checks that first.
+  resource limits, its own session and process group, and no network when
+  a network namespace is permitted (the child enters one, its loopback up).  There is no private file system.  As root it
+  runs the command as uid 65534 (through ``setpriv``, or where that is missing
+  by the child's own setresuid before exec) when that user can be used here
+  (``sandbox_user_probe``) and can reach the command, the work dir and the ro
+  paths on the host; otherwise, and always when the grader is not root, the
+  command runs as the grader's own user (``choose_run_as`` says why).
+
+``choose_isolation("auto")`` picks bubblewrap when ``bwrap_probe`` finds it
+works, else the fallback: a missing sandbox never stops a run.  Each probe runs
+once per process (a process start each) and its answer is a frozen ``Probe``;
+``SandboxResult.isolation_note`` records what was used and why in one line
+(``describe_fallback``).
+
+Portability: bubblewrap, network namespaces, ``setpriv``, cgroups, ``/proc``, prctl
+and pidfds are Linux facilities, each used only where present.  Where one is
+missing (macOS has none of them) the fallback goes on without it: no netns,
+no cgroup (``grader.cgroup.detect`` says why), no parent-death signal, exit
+detected by ``Popen.poll`` where ``os.waitid`` is missing.
 
 Resource limits, in both modes:
 
@@ -49,8 +64,9 @@ stopped it too; processes: a fork was refused by ``pids.max``), and
 ``limit_message`` gives the line a student reads.
 
 Deciding is kept apart from doing: ``choose_isolation``, ``build_bwrap_argv``,
-``build_rlimits_argv``, ``rlimit_settings``, ``classify_limit`` and
-``limit_message`` only decide; ``run_sandboxed`` starts, supervises, times out
+``build_rlimits_argv``, ``choose_run_as``, ``describe_fallback``, ``rlimit_settings``,
+``classify_limit`` and ``limit_message`` only decide (the probes they read are
+cached ``Probe`` values); ``run_sandboxed`` starts, supervises, times out
 and cleans up.  This module imports only the standard library (and ``grader.errors``,
 ``grader.cgroup``, which import only the standard library).
 """
@@ -67,7 +83,9 @@ import select
 import selectors
 import shutil
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -89,6 +107,8 @@ __all__ = [
     "SANDBOX_UID",
     "DiskUsage",
     "Limits",
+    "Probe",
+    "RunAs",
     "SandboxResult",
     "SandboxSpec",
     "SandboxSpecError",
@@ -96,15 +116,20 @@ __all__ = [
     "SandboxUnavailableError",
     "build_bwrap_argv",
     "build_rlimits_argv",
+    "bwrap_probe",
     "bwrap_usable",
     "choose_isolation",
+    "choose_run_as",
     "classify_limit",
+    "describe_fallback",
     "disk_usage",
     "group_limits",
     "limit_message",
     "netns_usable",
+    "plan_fallback",
     "rlimit_settings",
     "run_sandboxed",
+    "sandbox_user_probe",
     "stop_all",
     "truncation_marker",
     "unreachable_reason",
@@ -134,6 +159,11 @@ PROBE_TIMEOUT_S = 15.0
 # After a kill, how long to wait for the sandbox's PID namespace to finish dying.
 INIT_EXIT_WAIT_S = 2.0
 _PR_SET_PDEATHSIG = 1
+_CLONE_NEWNET = 0x40000000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP, _IFREQ_SIZE = 0x8913, 0x8914, 0x1, 40  # bring an interface up (netdevice(7))
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_CAP_MAX = 63  # capability numbers tried when emptying the bounding set
 _SIGNAL_MAX = 64  # statuses 129..192 from bubblewrap mean "killed by signal status-128"
 # The limits a run can be stopped for (SandboxResult.limit_exceeded).
 LIMIT_KINDS = ("memory", "disk", "tree", "processes")
@@ -290,6 +320,9 @@ class SandboxResult:
     ``cgroup`` says what held the run: "v1 memory+pids", "v2 memory+pids", or
     "none: <reason>"; ``process_limit`` is "pids.max" or "RLIMIT_NPROC" (the
     latter shared by every sandbox running as uid 65534 on the host).
+    ``isolation_note`` says in one line what isolated the run: bubblewrap's
+    version, or for the fallback why bubblewrap was not used, which uid the
+    command ran as (and why, when not 65534) and whether it had a network.
     """
 
     exit_code: int | None
@@ -306,6 +339,7 @@ class SandboxResult:
     peak_memory_bytes: int | None = None
     cgroup: str = "none: not started"
     process_limit: str = "RLIMIT_NPROC"
+    isolation_note: str = ""
 
 
 def _absolute(path: str | os.PathLike[str], name: str) -> Path:
@@ -380,25 +414,39 @@ def _setpriv_argv(setpriv: str, *, pdeathsig: bool) -> list[str]:
     return [*argv, "--"]
 
 
+def _find_tool(name: str) -> str | None:
+    """A system tool on the grader's PATH, else in the usual system folders; None where it is not installed."""
+    return shutil.which(name) or shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+
+
 def _tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
-    return found or name
+    return _find_tool(name) or name
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one probe of the host found: whether the facility works, and why (or what it is) in one line."""
+
+    usable: bool
+    reason: str
 
 
 @functools.cache
-def bwrap_usable() -> tuple[bool, str]:
-    """Whether the bubblewrap sandbox works here, with a one-line reason (probed once).
+def bwrap_probe() -> Probe:
+    """Whether the bubblewrap sandbox works here, with a one-line reason (probed once per process).
 
     It works when bwrap is installed, the grader is root, and a trivial
-    ``true`` runs inside the same namespaces and mounts as uid 65534.
+    ``true`` runs inside the same namespaces and mounts as uid 65534.  An
+    installed bwrap that cannot create namespaces (an unprivileged container,
+    AppArmor's block on user namespaces) fails here with bwrap's own last line.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        return False, "bwrap is not installed (Debian package bubblewrap)"
+        return Probe(False, "bwrap is not installed (Debian package bubblewrap)")
     if shutil.which("setpriv") is None:
-        return False, "setpriv is not installed (Debian package util-linux)"
+        return Probe(False, "setpriv is not installed (Debian package util-linux)")
     if os.geteuid() != 0:
-        return False, "the grader is not root (the bubblewrap sandbox starts as root and drops to uid 65534)"
+        return Probe(False, "the grader is not root (the bubblewrap sandbox starts as root and drops to uid 65534)")
     with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as tmp:
         probe = SandboxSpec(
             command=("true",),
@@ -409,8 +457,8 @@ def bwrap_usable() -> tuple[bool, str]:
             stderr_path=Path(tmp, "stderr.log"),
         )
         probe.workdir.mkdir()
-        os.chown(probe.workdir, SANDBOX_UID, SANDBOX_GID)
         try:
+            os.chown(probe.workdir, SANDBOX_UID, SANDBOX_GID)
             done = subprocess.run(
                 build_bwrap_argv(probe),
                 stdin=subprocess.DEVNULL,
@@ -420,28 +468,95 @@ def bwrap_usable() -> tuple[bool, str]:
                 check=False,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            return False, f"bwrap probe could not run: {exc}"
+            return Probe(False, f"bwrap probe could not run: {_oneline_error(exc)}")
     if done.returncode != 0:
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        detail = lines[-1] if lines else f"exit status {done.returncode}"
-        return False, f"bwrap probe failed: {detail}"
+        return Probe(False, f"bwrap probe failed: {_last_line(done.stderr, done.returncode)}")
     version = subprocess.run([bwrap, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    return True, f"{version or 'bwrap'} works as root, dropping to uid {SANDBOX_UID}"
+    return Probe(True, f"{version or 'bwrap'} works as root, dropping to uid {SANDBOX_UID}")
+
+
+def bwrap_usable() -> tuple[bool, str]:
+    """``bwrap_probe()`` as (usable, one-line reason)."""
+    probe = bwrap_probe()
+    return probe.usable, probe.reason
 
 
 @functools.cache
 def netns_usable() -> bool:
-    """Whether ``unshare --net`` works here (probed once)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
+    """Whether a child can enter a network namespace of its own with its loopback up (probed once; never on macOS).
+
+    It takes root (or a user namespace's root) and a libc with ``unshare``.
+    """
+    libc_unshare = _libc_function("unshare") if sys.platform.startswith("linux") else None
+    if libc_unshare is None:
         return False
     try:
-        done = subprocess.run(
-            [unshare, "--net", "--", "true"], capture_output=True, timeout=PROBE_TIMEOUT_S, env={}, check=False
-        )
+        done = subprocess.run([_find_tool("true") or "/bin/true"], capture_output=True, timeout=PROBE_TIMEOUT_S,
+                              env={}, check=False, preexec_fn=functools.partial(_enter_netns, libc_unshare))
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
+
+
+def _enter_netns(libc_unshare: Callable[..., int]) -> None:
+    """In a forked child: a network namespace of its own, its loopback up (as bubblewrap leaves it), nothing else.
+
+    ``unshare --net`` would leave the loopback down, and a notebook's kernel talks to its runner over it.
+    """
+    if libc_unshare(_CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH", b"lo", 0).ljust(_IFREQ_SIZE, b"\0")
+        flags = struct.unpack_from("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP).ljust(_IFREQ_SIZE, b"\0"))
+
+
+@functools.cache
+def sandbox_user_probe() -> Probe:
+    """Whether this root grader can hand a folder to uid/gid 65534 and run a command as that user (probed once).
+
+    Fails in a container whose user namespace does not map uid 65534, or where
+    setuid is refused; never usable when the grader is not root.  The drop is
+    done by ``setpriv`` where installed, else by the child itself before exec.
+    """
+    if not _is_root():
+        return Probe(False, "the grader is not root")
+    with tempfile.TemporaryDirectory(prefix="sandbox-user-probe-") as tmp:
+        try:
+            os.chown(tmp, SANDBOX_UID, SANDBOX_GID)
+            setpriv = _find_tool("setpriv")
+            true = _find_tool("true") or "/bin/true"
+            if setpriv is not None:
+                argv, drop = [*_setpriv_argv(setpriv, pdeathsig=False), true], None
+            else:
+                argv, drop = [true], functools.partial(_drop_privileges, None, _libc_prctl())
+            done = subprocess.run(argv, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, env={},
+                                  timeout=PROBE_TIMEOUT_S, check=False, preexec_fn=drop)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return Probe(False, f"uid {SANDBOX_UID} cannot be used here: {_oneline_error(exc)}")
+    if done.returncode != 0:
+        return Probe(False, f"uid {SANDBOX_UID} cannot be used here: {_last_line(done.stderr, done.returncode)}")
+    return Probe(True, "setpriv" if setpriv is not None else "the child's own setresuid")
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _last_line(stderr: bytes, returncode: int) -> str:
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+    return _one_line(lines[-1]) if lines else f"exit status {returncode}"
+
+
+def _oneline_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return _one_line(f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else ""))
+    return _one_line(str(exc))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def choose_isolation(requested: str) -> str:
@@ -455,6 +570,77 @@ def choose_isolation(requested: str) -> str:
         if requested == "bwrap":
             raise SandboxUnavailableError(f"bubblewrap sandbox unavailable: {reason}")
     return "rlimits+netns" if netns_usable() else "rlimits"
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who the fallback runs the command as: ``uid``/``gid``, how it gets there, and why, in one line.
+
+    ``via`` is "setpriv" (the argv starts with it), "child" (the forked child
+    drops its own ids before exec: setpriv is missing) or "self" (no drop: the
+    command runs as the grader's own user; ``reason`` says why).
+    """
+
+    uid: int
+    gid: int
+    via: str
+    reason: str
+
+    @property
+    def drops(self) -> bool:
+        return self.via != "self"
+
+    def describe(self) -> str:
+        if self.drops:
+            return f"runs as uid {self.uid}"
+        return f"runs as the grader's own uid {self.uid} ({self.reason})"
+
+
+def choose_run_as(spec: SandboxSpec, *, as_root: bool, user_probe: Probe | None, setpriv: str | None) -> RunAs:
+    """Decide who the rlimits fallback runs ``spec`` as (nothing is changed; ``user_probe`` is ``sandbox_user_probe()``).
+
+    As root: uid 65534 when that user can be used here and can reach the command,
+    the work dir's parent and every ro path; else the grader's own uid, with the
+    first reason.  Not root: the grader's own uid.
+    """
+    own = os.geteuid() if hasattr(os, "geteuid") else -1
+    own_gid = os.getegid() if hasattr(os, "getegid") else -1
+    if not as_root:
+        return RunAs(own, own_gid, "self", "the grader is not root")
+    if user_probe is None or not user_probe.usable:
+        return RunAs(own, own_gid, "self", user_probe.reason if user_probe else f"uid {SANDBOX_UID} was not probed")
+    command = _resolve_command(spec.command[0], spec.env, spec.workdir)
+    for what in (command, str(spec.workdir.parent), *map(str, spec.ro_paths)):
+        if what is None:
+            continue
+        blocked = unreachable_reason(what)
+        if blocked is not None:
+            return RunAs(own, own_gid, "self", f"uid {SANDBOX_UID} cannot reach {what}: {blocked}")
+    return RunAs(SANDBOX_UID, SANDBOX_GID, "setpriv" if setpriv else "child", "")
+
+
+def describe_fallback(isolation: str, bwrap_problem: str | None, run_as: RunAs) -> str:
+    """The rlimits fallback in one line: why not bubblewrap (None: it was not asked for), who the command runs as,
+    and its network."""
+    why = f"bubblewrap not used: {bwrap_problem or 'isolation rlimits was asked for'}"
+    if isolation == "rlimits+netns":
+        network = "no network (a network namespace with only its loopback)"
+    else:
+        network = "network open (a network namespace is not permitted here)"
+    return f"{why}; {run_as.describe()}; {network}; no private file system"
+
+
+def plan_fallback(spec: SandboxSpec, isolation: str) -> tuple[str, RunAs, str]:
+    """The fallback's final isolation ("rlimits" or "rlimits+netns"), who runs the command, and the one-line note.
+
+    Runs the (cached) probes it needs: setpriv's presence and, as root, ``sandbox_user_probe``.
+    """
+    as_root = _is_root()
+    setpriv = _find_tool("setpriv")
+    run_as = choose_run_as(spec, as_root=as_root, user_probe=sandbox_user_probe() if as_root else None,
+                           setpriv=setpriv)
+    problem = None if spec.isolation == "rlimits" else bwrap_usable()[1]
+    return isolation, run_as, describe_fallback(isolation, problem, run_as)
 
 
 def rlimit_settings(limits: Limits, *, nproc: bool = True) -> tuple[tuple[int, int], ...]:
@@ -564,12 +750,13 @@ def build_bwrap_argv(spec: SandboxSpec) -> list[str]:
     return plan.argv
 
 
-def build_rlimits_argv(spec: SandboxSpec, *, as_root: bool, netns: bool) -> list[str]:
-    """The command line for the fallback: ``unshare --net`` then ``setpriv`` when root, then the command."""
+def build_rlimits_argv(spec: SandboxSpec, *, run_as: RunAs) -> list[str]:
+    """The command line for the fallback: ``setpriv`` when it drops the ids, then the command.
+
+    The network namespace is entered by the forked child itself (``_enter_netns``), before any drop.
+    """
     argv: list[str] = []
-    if netns:
-        argv += [_tool("unshare"), "--net", "--"]
-    if as_root:
+    if run_as.via == "setpriv":
         argv += _setpriv_argv(_tool("setpriv"), pdeathsig=True)
     return [*argv, *spec.command]
 
@@ -606,7 +793,7 @@ def _resolve_command(command: str, env: Mapping[str, str], workdir: Path) -> str
     return shutil.which(command, path=env.get("PATH", os.defpath))
 
 
-def _preflight(spec: SandboxSpec, isolation: str, as_root: bool) -> None:
+def _preflight(spec: SandboxSpec) -> None:
     if not spec.workdir.is_dir():
         raise SandboxSpecError(f"work dir does not exist: {spec.workdir}")
     for path in spec.ro_paths:
@@ -615,17 +802,6 @@ def _preflight(spec: SandboxSpec, isolation: str, as_root: bool) -> None:
     for device in spec.devices:
         if not os.path.exists(device):
             raise SandboxSpecError(f"device does not exist: {device}")
-    if isolation != "bwrap" and as_root:
-        # The work dir itself is handed to the sandbox user; the way to it must be open.
-        for what in (str(spec.workdir.parent), _resolve_command(spec.command[0], spec.env, spec.workdir)):
-            if what is None:
-                continue
-            reason = unreachable_reason(what)
-            if reason is not None:
-                raise SandboxSpecError(
-                    f"isolation {isolation!r} runs the command as uid {SANDBOX_UID}, "
-                    f"which cannot reach {what}: {reason}"
-                )
 
 
 # ---------------------------------------------------------------------------
@@ -666,26 +842,55 @@ def _give_to_sandbox_user(workdir: Path) -> None:
 
 
 def _child_setup(settings: tuple[tuple[int, int], ...], prctl: Callable[..., int] | None, parent: int,
-                 join: Callable[[], None] | None = None) -> None:
-    """Runs in the forked child before exec: join the run's cgroup, limits, then die with the grader."""
+                 join: Callable[[], None] | None = None, drop: tuple[int, int] | None = None,
+                 netns: Callable[..., int] | None = None) -> None:
+    """Runs in the forked child before exec: join the run's cgroup, enter a network namespace (``netns``: libc's
+    unshare), limits, drop to ``drop`` (uid, gid) when given, then die with the grader (set last: a change of ids
+    clears it)."""
     if join is not None:
         join()
+    if netns is not None:
+        _enter_netns(netns)
     for res, value in settings:
         _, hard = resource.getrlimit(res)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
         resource.setrlimit(res, (value, value))
+    if drop is not None:
+        _drop_privileges(drop, prctl)
     if prctl is not None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the grader died before the prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _libc_prctl() -> Callable[..., int] | None:
+def _drop_privileges(ids: tuple[int, int] | None, prctl: Callable[..., int] | None) -> None:
+    """In a forked child, as root: empty the capability bounding set, set no-new-privs (where prctl exists), clear
+    the supplementary groups and become ``ids`` (default uid/gid 65534) for good: what setpriv does, without it."""
+    uid, gid = ids if ids is not None else (SANDBOX_UID, SANDBOX_GID)
+    if prctl is not None:
+        for cap in range(_CAP_MAX + 1):
+            prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # -1 (EINVAL) past the kernel's last capability: ignored
+        prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    os.setgroups([])
+    if hasattr(os, "setresuid"):
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    else:  # macOS: setgid/setuid as root set all three ids
+        os.setgid(gid)
+        os.setuid(uid)
+
+
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """A libc function through ctypes, or None where the platform has none of that name (prctl on macOS)."""
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    return _libc_function("prctl") if sys.platform.startswith("linux") else None
 
 
 @dataclass(frozen=True)
@@ -956,10 +1161,16 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
-def _has_exited(pid: int) -> bool:
-    """True once ``pid`` has exited; it stays a zombie (its pid and group reserved) until reaped."""
+def _has_exited(proc: subprocess.Popen[bytes]) -> bool:
+    """True once the command has exited; on Linux it stays a zombie (its pid and group reserved) until reaped.
+
+    Where ``os.waitid`` is missing (macOS before Python 3.13) it is reaped here: its process group is then
+    signalled only while another member keeps the group alive.
+    """
+    if not hasattr(os, "waitid"):
+        return proc.poll() is not None
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
 
@@ -1014,7 +1225,7 @@ def _supervise(
     disk_stopped: str | None = None
     generation = _stop_generation
     try:
-        while not _has_exited(proc.pid):
+        while not _has_exited(proc):
             if _stop_generation != generation:
                 raise SandboxStopped(f"stopped by stop_all() after {time.monotonic() - started:.1f} s")
             now = time.monotonic()
@@ -1084,17 +1295,19 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
     (symlinks and multiply-linked files excepted).
     """
     isolation = choose_isolation(spec.isolation)
-    as_root = os.geteuid() == 0
-    _preflight(spec, isolation, as_root)
+    _preflight(spec)
+    run_as: RunAs | None = None
     if isolation == "bwrap":
         argv = build_bwrap_argv(spec)
         env: dict[str, str] = {}
         cwd = "/"
+        note = bwrap_usable()[1]
     else:
-        argv = build_rlimits_argv(spec, as_root=as_root, netns=isolation == "rlimits+netns")
+        isolation, run_as, note = plan_fallback(spec, isolation)
+        argv = build_rlimits_argv(spec, run_as=run_as)
         env = {**spec.env, "PWD": str(spec.workdir)}
         cwd = str(spec.workdir)
-    if as_root:
+    if isolation == "bwrap" or (run_as is not None and run_as.drops):
         _give_to_sandbox_user(spec.workdir)
 
     stdout_log = _CappedLog(spec.stdout_path, spec.log_cap_bytes)
@@ -1109,11 +1322,13 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
                 missing = f"command not found: {executable}"
             else:
                 missing = f"command not found on PATH {spec.env.get('PATH', os.defpath)!r}: {spec.command[0]!r}"
-            return _not_started(spec, isolation, started, missing)
+            return _not_started(spec, isolation, started, missing, note=note)
         group, cgroup_line = _make_group(spec.limits, isolation)
         has_pids = group is not None and "pids" in group.dirs
+        drop = (run_as.uid, run_as.gid) if run_as is not None and run_as.via == "child" else None
+        netns = _libc_function("unshare") if isolation == "rlimits+netns" else None
         setup = functools.partial(_child_setup, rlimit_settings(spec.limits, nproc=not has_pids), prctl,
-                                  os.getpid(), group.join if group is not None else None)
+                                  os.getpid(), group.join if group is not None else None, drop, netns)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -1129,7 +1344,7 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
                 close_fds=True,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            return _not_started(spec, isolation, started, f"could not start {argv[0]}: {exc}", cgroup_line)
+            return _not_started(spec, isolation, started, f"could not start {argv[0]}: {exc}", cgroup_line, note)
         assert proc.stdout is not None and proc.stderr is not None
         stdout_fd, stderr_fd = os.dup(proc.stdout.fileno()), os.dup(proc.stderr.fileno())
         proc.stdout.close()
@@ -1171,6 +1386,7 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
         peak_memory_bytes=stats.peak_memory_bytes if stats is not None else None,
         cgroup=cgroup_line,
         process_limit="pids.max" if has_pids else "RLIMIT_NPROC",
+        isolation_note=note,
     )
 
 
@@ -1193,7 +1409,7 @@ def _make_group(limits: Limits, isolation: str) -> tuple[cgroup.Group | None, st
 
 
 def _not_started(spec: SandboxSpec, isolation: str, started: float, error: str,
-                 cgroup_line: str = "none: not started") -> SandboxResult:
+                 cgroup_line: str = "none: not started", note: str = "") -> SandboxResult:
     return SandboxResult(
         exit_code=None,
         signal=None,
@@ -1206,6 +1422,7 @@ def _not_started(spec: SandboxSpec, isolation: str, started: float, error: str,
         stderr_truncated=False,
         error=error,
         cgroup=cgroup_line,
+        isolation_note=note,
     )
 
 

@@ -1,7 +1,7 @@
 """The `check` and `classroom` verbs: grade one repository with a rubric's visible checks, for its student.
 
 Both grade into ``<tempdir>/grader-check-<uid>/<repo name>`` (never inside the repository):
-one folder per user, created mode 0700, and refused (CheckDirError) when it exists but is
+one folder per user, private (see check_dir), and refused (CheckDirError) when it exists but is
 not a real directory owned by this user, so that on a shared machine another user can
 neither read the results nor plant a link that sends them elsewhere.
 """
@@ -22,7 +22,6 @@ from grader import export, grade
 from grader.errors import GraderError
 from grader.feedback import visible_checks
 from grader.result import Result, read_result
-from grader.sandbox import bwrap_usable
 from grader.text import display_name, terminal_text
 
 CHECK_DIR = "grader-check"  # <tempdir>/grader-check-<uid>: never inside the repository being graded
@@ -33,14 +32,17 @@ class CheckDirError(GraderError, PermissionError):
 
 
 def check_dir(base: Path | None = None) -> Path:
-    """``<base>/grader-check-<uid>`` (base: the system temp dir), created 0700 or verified to be this user's own.
+    """``<base>/grader-check-<uid>`` (base: the system temp dir), created private or verified to be this user's own.
 
-    Refused when it is a link, not a directory, owned by another user, or open to others
-    (lstat: no link is followed).
+    Private is 0700; for root 0711, so that a fallback sandbox running as uid 65534 (no
+    bubblewrap) can still reach its work dir inside, while nobody can list the folder.
+    Refused when it is a link, not a directory or owned by another user (lstat: no link
+    is followed).
     """
     folder = Path(tempfile.gettempdir() if base is None else base) / f"{CHECK_DIR}-{os.getuid()}"
+    mode = 0o711 if os.getuid() == 0 else 0o700
     try:
-        folder.mkdir(mode=0o700)
+        folder.mkdir(mode=mode)
     except FileExistsError:
         pass
     info = folder.lstat()
@@ -49,8 +51,8 @@ def check_dir(base: Path | None = None) -> Path:
     if info.st_uid != os.getuid():
         raise CheckDirError(f"'{display_name(str(folder))}' belongs to uid {info.st_uid}, not to you "
                             f"(uid {os.getuid()}): remove it")
-    if info.st_mode & 0o077:
-        os.chmod(folder, 0o700, follow_symlinks=False)
+    if stat.S_IMODE(info.st_mode) != mode:
+        os.chmod(folder, mode, follow_symlinks=False)
     return folder
 
 
@@ -86,7 +88,7 @@ def check_main(*, path: Path, rubric: Path, time_limit: float | None = None, con
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     result, folder = grade_repo(path, rubric, time_limit=time_limit, console=Console(stderr=True))
     console.print(score_table(result))
-    console.print(export.isolation_line(result, bwrap_problem=_bwrap_problem()), markup=False, highlight=False)
+    console.print(export.isolation_line(result), markup=False, highlight=False)
     console.print(f"feedback: {folder / 'feedback.md'}", markup=False, highlight=False)
     checks = visible_checks(result, "student", None, None)
     return 0 if checks and all(c.status == "pass" for c in checks) else 1
@@ -103,15 +105,10 @@ def classroom_main(*, path: Path, rubric: Path, time_limit: float | None = None)
     result, _ = grade_repo(path, rubric, time_limit=time_limit, console=Console(stderr=True))
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
     err.print(score_table(result))
-    problem = _bwrap_problem()
-    err.print(export.isolation_line(result, bwrap_problem=problem), markup=False, highlight=False)
+    err.print(export.isolation_line(result), markup=False, highlight=False)
     export.emit_classroom_output(export.classroom_outputs(result))
-    export.append_step_summary(export.step_summary(result, bwrap_problem=problem))
+    export.append_step_summary(export.step_summary(result))
     return 0
 
 
-def _bwrap_problem() -> str | None:
-    """Why bubblewrap is not usable here (probed once per process), or None when it is."""
-    usable, why = bwrap_usable()
-    return None if usable else why
 

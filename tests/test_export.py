@@ -381,7 +381,8 @@ def small_result() -> Result:
 
 
 def test_step_summary_is_the_students_score_table_in_markdown():
-    assert step_summary(small_result(), bwrap_problem="bwrap is not installed").splitlines() == [
+    assert step_summary(replace(small_result(), isolation=Isolation(
+        "rlimits", "bubblewrap not used: bwrap is not installed; memory 4096 MiB, 64 processes"))).splitlines() == [
         "### Autograding: s001",
         "",
         "**Run:** completed: tuning.py finished",
@@ -393,7 +394,7 @@ def test_step_summary_is_the_students_score_table_in_markdown():
         "",
         "**Total:** 3.5/6 points on the visible checks",
         "",
-        "isolation: rlimits (bubblewrap not usable: bwrap is not installed; memory 4096 MiB, 64 processes)",
+        "isolation: rlimits (bubblewrap not used: bwrap is not installed; memory 4096 MiB, 64 processes)",
     ]
 
 
@@ -408,8 +409,7 @@ def test_step_summary_is_appended_to_the_file_github_names(tmp_path: Path):
 def test_isolation_line_says_the_method_and_why_not_bubblewrap():
     result = small_result()
     assert isolation_line(result) == "isolation: rlimits (memory 4096 MiB, 64 processes)"
-    assert isolation_line(replace(result, isolation=Isolation("bwrap", "memory 1 MiB")),
-                          bwrap_problem="ignored") == "isolation: bwrap (memory 1 MiB)"
+    assert isolation_line(replace(result, isolation=Isolation("bwrap", "memory 1 MiB"))) == "isolation: bwrap (memory 1 MiB)"
     assert isolation_line(replace(result, isolation=None)) == "isolation: not recorded (the submission did not run)"
 
 

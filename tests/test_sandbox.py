@@ -738,20 +738,50 @@ def test_missing_command_is_reported_without_starting(mode: str, workdir: Path, 
 
 
 @needs_root
-def test_rlimits_mode_refuses_a_command_uid_65534_cannot_reach(workdir: Path, tmp_path: Path) -> None:
+def test_rlimits_mode_runs_a_command_uid_65534_cannot_reach_as_the_grader_and_says_why(
+    workdir: Path, tmp_path: Path
+) -> None:
+    """A missing sandbox user is not a reason to fail every run: the command runs as the grader, and the note says so."""
     locked = Path(tempfile.mkdtemp(prefix="sandbox-locked-", dir="/tmp"))  # mode 0700, owned by root
     try:
         tool = locked / "tool"
-        tool.write_text("#!/bin/sh\n")
+        tool.write_text("#!/bin/sh\nid -u\n")
         tool.chmod(0o755)
-        with pytest.raises(SandboxSpecError) as info:
-            run_sandboxed(make_spec("rlimits", workdir, tmp_path, (str(tool),)))
-        assert str(info.value) == (
-            f"isolation {expected_isolation('rlimits')!r} runs the command as uid 65534, "
-            f"which cannot reach {tool}: {locked} is mode 0700"
+        result = run_sandboxed(make_spec("rlimits", workdir, tmp_path, (str(tool),)))
+        assert (result.exit_code, (tmp_path / "stdout.log").read_text()) == (0, "0\n")
+        network = ("no network (a network namespace with only its loopback)" if sandbox.netns_usable()
+                   else "network open (a network namespace is not permitted here)")
+        assert result.isolation_note == (
+            "bubblewrap not used: isolation rlimits was asked for; runs as the grader's own uid 0 "
+            f"(uid 65534 cannot reach {tool}: {locked} is mode 0700); {network}; no private file system"
         )
+        assert workdir.stat().st_uid == 0  # nothing was handed to a user that does not run it
     finally:
         shutil.rmtree(locked)
+
+
+def test_the_fallback_runs_as_the_graders_own_user_when_not_root_or_when_65534_is_unusable(tmp_path: Path) -> None:
+    spec = make_spec("rlimits", Path("/tmp/sandbox-test-not-made"), tmp_path, ("true",))  # a path 65534 can reach
+    unusable = sandbox.Probe(False, "uid 65534 cannot be used here: setpriv: setresuid failed: Invalid argument")
+    as_user = sandbox.choose_run_as(spec, as_root=False, user_probe=None, setpriv="/usr/bin/setpriv")
+    as_root = sandbox.choose_run_as(spec, as_root=True, user_probe=unusable, setpriv="/usr/bin/setpriv")
+    assert (as_user.via, as_user.reason) == ("self", "the grader is not root")
+    assert as_root.describe() == (f"runs as the grader's own uid {os.geteuid()} "
+                                  "(uid 65534 cannot be used here: setpriv: setresuid failed: Invalid argument)")
+    usable = sandbox.Probe(True, "setpriv")
+    assert sandbox.choose_run_as(spec, as_root=True, user_probe=usable, setpriv=None).via == "child"
+    assert sandbox.build_rlimits_argv(spec, run_as=as_root) == ["true"]
+    assert sandbox.describe_fallback("rlimits", "bwrap probe failed: bwrap: setting up uid map: Permission denied",
+                                     as_user) == (
+        "bubblewrap not used: bwrap probe failed: bwrap: setting up uid map: Permission denied; "
+        f"runs as the grader's own uid {os.geteuid()} (the grader is not root); "
+        "network open (a network namespace is not permitted here); no private file system"
+    )
+
+
+def test_the_bwrap_probe_is_run_once_per_process() -> None:
+    assert sandbox.bwrap_probe() is sandbox.bwrap_probe()
+    assert sandbox.bwrap_probe.cache_info().misses <= 1
 
 
 def test_limit_messages_name_the_limit_in_one_line() -> None:
