@@ -86,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument("--rubric", default="quick", help=RUBRIC_HELP)
     bundle.add_argument("--grader-requirement", metavar="REQ", help="install the grader from REQ instead of a wheel")
 
+    gs_zip = verbs.add_parser("gradescope-autograder", help="write the autograder zip to upload to Gradescope")
+    gs_zip.add_argument("--rubric", default="quick", help=RUBRIC_HELP)
+    gs_zip.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    gs_zip.add_argument("--grader-requirement", metavar="REQ",
+                        help="the requirement setup.sh installs the grader from (default: its wheel, in the zip)")
+
+    gs_run = verbs.add_parser("gradescope-run", help="inside Gradescope: grade ROOT/submission, write results.json")
+    gs_run.add_argument("--root", type=Path, default=Path("/autograder"))
+    gs_run.add_argument("--rubric", type=Path, help="default: ROOT/source/rubric.json")
+    gs_run.add_argument("--time-limit", type=float, metavar="SECONDS")
+
     exp = verbs.add_parser("export", help="write Gradescope or GitHub Classroom results from OUT's result files")
     exp.add_argument("out", type=Path)
     exp.add_argument("--format", choices=("gradescope", "classroom"), required=True)
@@ -133,6 +144,17 @@ def run(args: argparse.Namespace) -> int:
                                                  grader_requirement=args.grader_requirement):
             print(path)
         return EXIT_OK
+    if args.verb == "gradescope-autograder":
+        from grader import gradescope
+
+        print(gradescope.build_main(rubric=resolve_rubric(args.rubric), out=args.out,
+                                    grader_requirement=args.grader_requirement))
+        return EXIT_OK
+    if args.verb == "gradescope-run":
+        from grader import gradescope_run
+
+        # the rubric is not resolved here: a missing one must still end in a results.json
+        return gradescope_run.run_main(root=args.root, rubric=args.rubric, time_limit=args.time_limit)
     if args.verb == "export":
         from grader import export
 

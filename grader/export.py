@@ -111,6 +111,7 @@ def gradescope_results(result: Result) -> dict[str, Any]:
             "suspect": any(c.suspect for c in result.checks),
             "grader_version": result.grader_version,
             "rubric_hash": result.rubric_hash,
+            "isolation": isolation_line(result),
         },
         "tests": tests,
         "leaderboard": leaderboard,

@@ -143,7 +143,8 @@ def test_gradescope_results_structure_and_values():
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "extra_data": {"student_id": "s001", "status": "completed", "suspect": True, "grader_version": "0.1.0",
-                       "rubric_hash": "sha256:" + "c" * 64},
+                       "rubric_hash": "sha256:" + "c" * 64,
+                       "isolation": "isolation: not recorded (the submission did not run)"},
         "tests": [
             {"name": "Artifacts present", "score": 2.0, "max_score": 2.0, "status": "passed",
              "visibility": "visible", "output": "All files there.", "output_format": "text"},
