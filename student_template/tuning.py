@@ -10,7 +10,9 @@ Read it top to bottom:
 
 Run it with `python tuning.py --profile quick --out outputs`, or let the grader run it:
 it sets GRADER_OUTPUT_DIR, GRADER_PROFILE, GRADER_TIME_BUDGET_S, GRADER_SEED and
-GRADER_DATA_DIR, which this script reads.
+GRADER_DATA_DIR, which this script reads. On your machine a dataset found nowhere
+locally is downloaded once into the Keras cache (~/.keras/datasets) and checked;
+under the grader nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def run(config: RunConfig) -> list[dict[str, Any]]:
 
     train_size, val_size = PROFILE_DATA[config.profile]
     dataset = data.load_train_val(config.dataset, data_dir=config.data_dir, train_size=train_size, val_size=val_size,
-                                  seed=config.seed)
+                                  seed=config.seed, allow_download=config.allow_download)
     print(f"data: {len(dataset.x_train)} train / {len(dataset.x_val)} validation images from {dataset.source}")
 
     spaces: dict[str, GridSpace | RandomSpace] = {"grid": grid_search_space(config.profile)}

