@@ -72,22 +72,32 @@ def test_every_user_fixable_error_of_the_grader_shares_one_base() -> None:
         assert issubclass(error, GraderError), error
 
 
-def test_grade_runs_in_any_folder_with_the_shipped_rubric_and_says_first_where_results_go(tmp_path: Path) -> None:
+def test_an_installed_grader_grades_in_any_folder_with_its_shipped_rubric_and_says_first_where_results_go(
+        tmp_path: Path) -> None:
+    """The project installed as pip builds it (not this checkout on the path), run where there is no rubrics/."""
     import subprocess
     import sys
 
     from conftest import child_env
-    from grader.rubric import SHIPPED
 
-    (tmp_path / "submissions" / "ann").mkdir(parents=True)
-    (tmp_path / "submissions" / "ann" / "tuning.py").write_text("print('no search here')\n")
-    proc = subprocess.run([sys.executable, "-m", "grader.cli", "grade", "submissions/", "--time-limit", "30"],
-                          cwd=tmp_path, env=child_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", str(ROOT), "-w", str(tmp_path / "dist")], check=True,
+                   capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").iterdir()
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True,
+                   timeout=300)
+    work = tmp_path / "anywhere"
+    (work / "submissions" / "ann").mkdir(parents=True)
+    (work / "submissions" / "ann" / "tuning.py").write_text("print('no search here')\n")
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "grade", "submissions/", "--time-limit", "30"], cwd=work,
+                          env=child_env(tmp_path / "home", PYTHONPATH=str(site)), capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stderr.splitlines()
-    assert lines[0] == f"results go to {tmp_path / 'grading-out'} (rubric {SHIPPED / 'quick.json'})"
+    assert lines[0] == f"results go to {work / 'grading-out'} (rubric {site / 'grader' / 'rubrics' / 'quick.json'})"
     assert lines[1].startswith("held-out data: mnist test split from ")
-    assert json.loads((tmp_path / "grading-out" / "ann" / "result.json").read_text())["student_id"] == "ann"
+    assert json.loads((work / "grading-out" / "ann" / "result.json").read_text())["student_id"] == "ann"
 
 
 def test_check_uses_the_repositorys_own_rubric_copy_else_the_shipped_quick(tmp_path: Path) -> None:
