@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     gs_run.add_argument("--rubric", type=Path, help="default: ROOT/source/rubric.json")
     gs_run.add_argument("--time-limit", type=float, metavar="SECONDS")
 
+    doctor = verbs.add_parser("doctor", help="say what this machine offers (sandbox, cgroups, GPUs, data, backends) "
+                                             "and what grader grade will do here")
+    doctor.add_argument("--json", action="store_true", help="the versioned JSON document (doctor_version 1) instead")
+    doctor.add_argument("--gpus", default="auto", help="as grader grade's --gpus: preview its slots")
+    doctor.add_argument("--per-gpu", type=int, default=1, metavar="K")
+    doctor.add_argument("--jobs", type=int, default=1, metavar="N")
+
     exp = verbs.add_parser("export", help="write Gradescope or GitHub Classroom results from OUT's result files")
     exp.add_argument("out", type=Path)
     exp.add_argument("--format", choices=("gradescope", "classroom"), required=True)
@@ -155,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
 
         # the rubric is not resolved here: a missing one must still end in a results.json
         return gradescope_run.run_main(root=args.root, rubric=args.rubric, time_limit=args.time_limit)
+    if args.verb == "doctor":
+        from grader import doctor
+
+        return doctor.main(json_output=args.json, gpus=args.gpus, per_gpu=args.per_gpu, jobs=args.jobs)
     if args.verb == "export":
         from grader import export
 

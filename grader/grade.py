@@ -91,6 +91,7 @@ def main(
         eval_time_limit_s=float(spec.limits.get("eval_time_limit_s", DEFAULT_EVAL_TIME_LIMIT_S)),
         data_dir=train_dir,
         threads=threads_per_slot(len(slots)),
+        jobs_per_gpu=per_gpu,
     )
     packages = _package_versions()
     todo, skipped = [], []

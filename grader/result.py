@@ -45,6 +45,23 @@ class Slot:
 
 
 @dataclass(frozen=True)
+class Device:
+    """What the job reported it saw (grader/gpu_site/sitecustomize.py, at exit): its words, not the grader's.
+
+    ``kind`` is "gpu" when its framework found a CUDA device, else "cpu"; ``frameworks`` maps torch,
+    tensorflow or jax to the version it imported; ``cuda_used`` says whether it put memory on the GPU
+    (trained there); ``note`` is a problem it reported (e.g. a memory cap that could not be applied).
+    """
+
+    kind: Literal["cpu", "gpu"]
+    name: str | None = None
+    memory_mib: int | None = None
+    frameworks: dict[str, str] = field(default_factory=dict)
+    cuda_used: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class Isolation:
     """How the submission was sandboxed, and in what detail (e.g. which rlimits)."""
 
@@ -129,6 +146,7 @@ class Result:
     logs: dict[str, str] = field(default_factory=dict)
     checks: tuple[CheckResult, ...] = ()
     score: Score | None = None
+    device: Device | None = None  # absent from results written before it existed
 
 
 # ---------------------------------------------------------------- JSON
@@ -191,6 +209,14 @@ def to_json(result: Result) -> dict[str, Any]:
             for c in result.checks
         ],
         "score": None if result.score is None else {"earned": result.score.earned, "possible": result.score.possible},
+        "device": None if result.device is None else {
+            "kind": result.device.kind,
+            "name": result.device.name,
+            "memory_mib": result.device.memory_mib,
+            "frameworks": dict(result.device.frameworks),
+            "cuda_used": result.device.cuda_used,
+            "note": result.device.note,
+        },
     }
 
 
@@ -203,6 +229,7 @@ def from_json(data: Any) -> Result:
     slot = data["slot"]
     isolation = data["isolation"]
     score = data["score"]
+    device = data.get("device")
     return Result(
         schema_version=data["schema_version"],
         student_id=data["student_id"],
@@ -254,6 +281,9 @@ def from_json(data: Any) -> Result:
             for c in data["checks"]
         ),
         score=None if score is None else Score(earned=float(score["earned"]), possible=float(score["possible"])),
+        device=None if device is None else Device(kind=device["kind"], name=device["name"],
+                                                  memory_mib=device["memory_mib"], frameworks=dict(device["frameworks"]),
+                                                  cuda_used=device["cuda_used"], note=device["note"]),
     )
 
 

@@ -17,11 +17,12 @@ from grader import __version__
 from grader.checks import run_checks, score
 from grader.contract import SEARCHES, TUNER_DIR, best_model_path
 from grader.evidence import Evidence, gather
+from grader.gpus import MAX_REPORT_BYTES, MAX_REPORTS, GpuError, host_gpu, read_device, saw_no_gpu
 from grader.harvest import Harvest, HarvestLimits, harvest, remove_tree
 from grader.nbhtml import write_notebook_html
 from grader.parse import load_json
 from grader.protocol import EvalReport, RunSummary
-from grader.result import Artifact, Isolation, ModelEvaluation, Result, Slot, Timings
+from grader.result import Artifact, Device, Isolation, ModelEvaluation, Result, Slot, Timings
 from grader.rubric import Rubric
 from grader.sandbox import SandboxResult, SandboxSpecError, SandboxUnavailableError, limit_message, run_sandboxed
 from grader.session import (
@@ -46,6 +47,8 @@ NOTEBOOK_HTML = "notebook.html"  # next to result.json: the grader's own sanitis
 OUTPUT_LIMITS = HarvestLimits()
 NOTEBOOK_LIMITS = HarvestLimits(max_files=100, max_depth=1, max_file_bytes=64 * 2**20, max_total_bytes=128 * 2**20)
 CHILD_LIMITS = HarvestLimits(max_files=100, max_depth=1, max_total_bytes=64 * 2**20)
+DEVICE_LIMITS = HarvestLimits(max_files=MAX_REPORTS, max_depth=1, max_file_bytes=MAX_REPORT_BYTES,
+                              max_total_bytes=MAX_REPORTS * MAX_REPORT_BYTES)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     def finish(status: str, message: str, *, exit_code: int | None = None, signal: int | None = None,
                entry_point: str | None = None, run_s: float = 0.0, evaluation_s: float = 0.0,
                isolation: Isolation | None = None, collected: Collected | None = None,
-               evaluations: tuple[ModelEvaluation, ...] = ()) -> Graded:
+               evaluations: tuple[ModelEvaluation, ...] = (), device: Device | None = None) -> Graded:
         notebook = layout.collected_notebook / EXECUTED_NOTEBOOK
         found = collected.outputs if collected is not None else None
         evidence = gather(layout.collected_outputs, aliases=job.rubric.aliases, run_status=status,
@@ -125,6 +128,7 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
             logs=_log_paths(layout),
             checks=checks,
             score=score(checks),
+            device=device,
         )
         return Graded(result, evidence)
 
@@ -139,6 +143,7 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
                                             f"at the top of the submission")
     layout.outputs.mkdir(parents=True, exist_ok=True)
     layout.logs.mkdir(parents=True, exist_ok=True)
+    remove_tree(layout.device_reports)  # only what this run's processes report counts, never a staged copy
     try:
         run = run_sandboxed(plan_submission(layout, entry, slot, job.settings))
     except (SandboxUnavailableError, SandboxSpecError, OSError) as exc:
@@ -146,6 +151,8 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     isolation = Isolation(run.isolation, _isolation_details(job.settings, run))
     collected = collect(layout, notebook=entry.endswith(".ipynb"), disk_bytes=job.settings.limits.disk_bytes)
     status, message = _verdict(run, collected.summary, job.settings)
+    device = collect_device(layout)
+    status, message = _device_verdict(status, message, slot, device, _gpu_name(slot))
     if collected.summary_problem and status == "completed":
         message = f"{message}; {collected.summary_problem}"
     if collected.notebook_executed:
@@ -154,7 +161,8 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     evaluations = tuple(evaluate_models(layout, slot, job, collected.outputs))
     return finish(status, message, exit_code=run.exit_code, signal=run.signal, entry_point=entry,
                   run_s=run.wall_seconds, evaluation_s=time.monotonic() - eval_started, isolation=isolation,
-                  collected=collected, evaluations=evaluations)
+                  collected=collected, evaluations=evaluations,
+                  device=device or Device("cpu", note=saw_no_gpu(None)))
 
 
 # ---------------------------------------------------------------- collecting from the sandbox's tree
@@ -200,6 +208,14 @@ def collect(layout: Layout, *, notebook: bool, disk_bytes: int | None = None) ->
         except (OSError, ValueError) as exc:
             problem = f"the notebook runner's summary is unreadable: {exc}"
     return Collected(outputs, summary, problem, EXECUTED_NOTEBOOK in kept)
+
+
+def collect_device(layout: Layout) -> Device | None:
+    """What the job reported it saw (grader.gpus.read_device), copied out of its .grader/device folder; None without
+    a report."""
+    found = harvest(layout.device_reports, layout.collected_device, limits=DEVICE_LIMITS,
+                    keep=lambda rel: rel.endswith(".json"), within=layout.root)
+    return read_device(found.root, tuple(f.rel for f in found.files))
 
 
 def _keep_notebook(layout: Layout) -> None:
@@ -256,6 +272,29 @@ def _verdict(run: SandboxResult, notebook: RunSummary | None, settings: SessionS
     if over is not None:  # a child hit a limit, the run itself still ended well
         return "completed", f"ran to the end, though part of it hit a limit: it {over}"
     return "completed", "ran to the end"
+
+
+def _device_verdict(status: str, message: str, slot: Slot, device: Device | None, gpu_name: str) -> tuple[str, str]:
+    """A job on a GPU slot that saw no GPU is the grader's failure (sandbox_error, retried), not a silent CPU run.
+
+    A run that crashed or timed out without any report stands as it is: it stopped before it imported a framework,
+    so it says nothing about the GPU. CPU slots are never judged on what they saw.
+    """
+    if slot.kind != "gpu" or status == "sandbox_error" or (device is not None and device.kind == "gpu"):
+        return status, message
+    if device is None and status != "completed":
+        return status, message
+    return "sandbox_error", (f"GPU slot {slot.index} (GPU {slot.gpu}, {gpu_name}): "
+                             f"the job saw no GPU ({saw_no_gpu(device)})")
+
+
+def _gpu_name(slot: Slot) -> str:
+    if slot.kind != "gpu" or slot.gpu is None:
+        return ""
+    try:
+        return host_gpu(slot.gpu).name
+    except GpuError:
+        return "unknown"
 
 
 def _stderr_hint(run: SandboxResult) -> str:

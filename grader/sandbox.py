@@ -5,7 +5,9 @@ Two isolation levels, chosen per run:
 * ``"bwrap"``: bubblewrap, started as root, with private IPC/PID/network/UTS
   namespaces, a read-only view of the system (``/usr``, ``/etc``, the
   interpreter prefixes, ``ro_paths``), a private ``/tmp``, the work dir as the
-  only writable host directory, ``masked_paths`` hidden under empty tmpfs, and
+  only writable host directory, ``masked_paths`` hidden under empty tmpfs (an
+  ``ro_paths`` entry inside a masked folder is bound after the mask and shows
+  through it), and
   the command run as uid/gid 65534 with no capabilities.  The sandbox dies with
   the grader (``--die-with-parent``) and everything in it dies with its PID
   namespace.
@@ -731,9 +733,13 @@ def build_bwrap_argv(spec: SandboxSpec) -> list[str]:
     plan.other("--proc", "/proc", "--dev", "/dev")
     plan.tmpfs("/dev/shm", "--perms", "1777", "--size", tmpfs_size)
     plan.tmpfs("/tmp", "--perms", "1777", "--size", tmpfs_size)
-    # The grader's own interpreter prefixes must be visible inside (venv and base).
+    # The grader's own interpreter prefixes must be visible inside (venv and base). A read-only path inside a
+    # masked folder is bound after the mask, so that it alone shows through (a GPU slot's own
+    # /proc/driver/nvidia/gpus/<bus id> inside the masked folder of every GPU's).
+    shown = [p for p in map(str, spec.ro_paths) if any(_inside(p, str(m)) for m in spec.masked_paths)]
     for prefix in dict.fromkeys([sys.base_prefix, sys.prefix, *map(str, spec.ro_paths)]):
-        plan.ro_bind_once(os.path.normpath(prefix))
+        if prefix not in shown:
+            plan.ro_bind_once(os.path.normpath(prefix))
     workdir = str(spec.workdir)
     plan.bind("--bind", workdir, workdir)
     for masked in map(str, spec.masked_paths):
@@ -741,6 +747,8 @@ def build_bwrap_argv(spec: SandboxSpec) -> list[str]:
             plan.tmpfs(masked)
         elif os.path.lexists(masked):
             plan.bind("--ro-bind", "/dev/null", masked)  # a masked file reads as empty
+    for path in shown:
+        plan.bind("--ro-bind", os.path.normpath(path), os.path.normpath(path))
     for device in spec.devices:
         plan.bind("--dev-bind", device, device)
     plan.other("--chdir", workdir, "--clearenv")
@@ -748,6 +756,12 @@ def build_bwrap_argv(spec: SandboxSpec) -> list[str]:
         plan.other("--setenv", key, value)
     plan.other("--", *_setpriv_argv(_tool("setpriv"), pdeathsig=False), *spec.command)
     return plan.argv
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether path is folder or lies under it (lexically)."""
+    path, folder = os.path.normpath(path), os.path.normpath(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def build_rlimits_argv(spec: SandboxSpec, *, run_as: RunAs) -> list[str]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Generic, Protocol, Sequence, TypeVar
 
-from grader.result import Slot
 from grader.errors import GraderError
+from grader.gpus import inventory
+from grader.result import Slot
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -23,15 +22,11 @@ class SlotError(GraderError, ValueError):
 
 
 def detect_gpus() -> list[str]:
-    """The GPU indices nvidia-smi lists, or [] when there is no nvidia-smi or it finds no GPU."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+    """The GPU indices nvidia-smi lists, or [] when there is no nvidia-smi or it finds no GPU.
+
+    Each is mapped to its device file (grader.gpus.inventory); GpuError when one cannot be.
+    """
+    return [str(gpu.index) for gpu in inventory()]
 
 
 def plan_slots(gpus: str, *, per_gpu: int = 1, jobs: int = 1, available: Sequence[str] | None = None) -> list[Slot]:
@@ -80,19 +75,27 @@ class LocalExecutor(Generic[J, R]):
         for slot in self.slots:
             free.put(slot)
         lock = threading.Lock()
+        stop = threading.Event()  # set by the first failure or interrupt: from then on no queued job starts
 
         def one(job: J) -> None:
-            slot = free.get()
+            if stop.is_set():
+                return
             try:
-                result = work(job, slot)
-            finally:
-                free.put(slot)
-            with lock:
-                on_done(job, result)
+                slot = free.get()
+                try:
+                    result = work(job, slot)
+                finally:
+                    free.put(slot)
+                with lock:
+                    on_done(job, result)
+            except BaseException:  # set here, before the caller hears of it: this slot's thread takes no next job
+                stop.set()
+                raise
 
         pool = ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix="grader-slot")
         try:
             for future in [pool.submit(one, job) for job in jobs]:
                 future.result()
-        finally:  # normally all are done; on an interrupt the queued jobs never start
+        finally:  # normally all are done; on a failure or an interrupt the queued jobs never start
+            stop.set()
             pool.shutdown(wait=False, cancel_futures=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from grader.contract import ENV_DATA_DIR, ENV_OUTPUT_DIR, ENV_PROFILE, ENV_SEED, ENV_TIME_BUDGET
+from grader.gpus import ENV_REPORT_DIR, SITE_DIR, GpuBinding, host_gpu, mps_pipe_dir, slot_binding
 from grader.result import Slot
 from grader.sandbox import Limits, SandboxSpec
 
@@ -17,6 +18,7 @@ MIB = 1024 * 1024
 OUTPUT_SUBDIR = "outputs"
 NOTEBOOK_SUBDIR = ".grader"  # where the notebook runner writes, inside the work dir
 EXECUTED_NOTEBOOK = "executed.ipynb"
+DEVICE_REPORTS = "device"  # .grader/device/<pid>.json: what each Python process of the job saw (gpu_site)
 NOTEBOOK_SUMMARY = "notebook.json"
 EVAL_MODEL = "model.keras"
 EVAL_PREDICTIONS = "predictions.npy"
@@ -47,6 +49,15 @@ class Layout:
     def notebook_files(self) -> Path:
         """Where the notebook runner writes its executed notebook and summary (inside the sandbox's tree)."""
         return self.work / NOTEBOOK_SUBDIR
+
+    @property
+    def device_reports(self) -> Path:
+        """Where grader/gpu_site/sitecustomize.py writes, at exit, what each framework-using process saw."""
+        return self.notebook_files / DEVICE_REPORTS
+
+    @property
+    def collected_device(self) -> Path:
+        return self.collected / DEVICE_REPORTS
 
     @property
     def collected(self) -> Path:
@@ -92,6 +103,7 @@ class SessionSettings:
     eval_time_limit_s: float  # each model's evaluation gets its own box of this many seconds
     data_dir: Path  # the train split only, written by the grader for this batch
     threads: int  # math-library threads per job: the slot's share of the cores
+    jobs_per_gpu: int = 1  # --per-gpu: each job on a GPU gets 1/jobs_per_gpu of its memory
 
 
 def project_paths() -> tuple[Path, ...]:
@@ -113,10 +125,11 @@ def held_out_paths() -> tuple[Path, ...]:
     return tuple(hidden)
 
 
-def slot_env(slot: Slot, threads: int, backend: str) -> dict[str, str]:
-    """Variables that pin a job to its slot: one GPU (or none) and its share of CPU threads."""
+def slot_env(slot: Slot, threads: int, backend: str, jobs_per_gpu: int = 1) -> dict[str, str]:
+    """Variables that pin a job to its slot: one GPU (or none, with its memory share) and its share of CPU threads."""
     env = {name: str(threads) for name in THREAD_VARS}
-    env["CUDA_VISIBLE_DEVICES"] = slot.gpu if slot.kind == "gpu" and slot.gpu is not None else ""
+    binding = gpu_binding(slot, jobs_per_gpu)
+    env.update(binding.env if binding is not None else {"CUDA_VISIBLE_DEVICES": ""})
     env["KERAS_BACKEND"] = backend
     return env
 
@@ -138,8 +151,10 @@ def base_env(work: Path, slot: Slot, settings: SessionSettings) -> dict[str, str
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(SITE_DIR),  # its sitecustomize caps GPU memory and reports what the job saw
+        ENV_REPORT_DIR: str(work / NOTEBOOK_SUBDIR / DEVICE_REPORTS),
     }
-    env.update(slot_env(slot, settings.threads, settings.backend))
+    env.update(slot_env(slot, settings.threads, settings.backend, settings.jobs_per_gpu))
     return env
 
 
@@ -196,19 +211,21 @@ def plan_evaluation(layout: Layout, search: str, slot: Slot, settings: SessionSe
 
 def _spec(command: Sequence[str], workdir: Path, env: Mapping[str, str], time_limit_s: float, stdout: Path,
           stderr: Path, slot: Slot, settings: SessionSettings, readable: Path) -> SandboxSpec:
-    """What every session shares: the limits, the project sources and one data folder read-only, held-out data hidden."""
+    """What every session shares: the limits, the project sources and one data folder read-only, held-out data hidden;
+    on a GPU slot its GPU's device nodes and /proc folder, the other GPUs' hidden."""
+    gpu = gpu_binding(slot, settings.jobs_per_gpu) or GpuBinding((), (), (), {})
     return SandboxSpec(command=tuple(command), workdir=workdir, env=env, time_limit_s=time_limit_s, grace_s=GRACE_S,
                        stdout_path=stdout, stderr_path=stderr, limits=settings.limits,
-                       ro_paths=(*project_paths(), readable), masked_paths=held_out_paths(),
-                       devices=gpu_devices(slot), isolation=settings.isolation)
+                       ro_paths=(*project_paths(), readable, *gpu.ro_paths),
+                       masked_paths=(*held_out_paths(), *gpu.masked_paths),
+                       devices=gpu.devices, isolation=settings.isolation)
 
 
-def gpu_devices(slot: Slot) -> tuple[str, ...]:
-    """The device nodes a GPU slot needs: its own /dev/nvidiaN plus the control devices."""
+def gpu_binding(slot: Slot, jobs_per_gpu: int = 1) -> GpuBinding | None:
+    """What a GPU slot binds and sets (grader.gpus.slot_binding for the host's GPU of that index); None for a CPU slot."""
     if slot.kind != "gpu" or slot.gpu is None:
-        return ()
-    wanted = [f"/dev/nvidia{slot.gpu}", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
-    return tuple(d for d in wanted if Path(d).exists())
+        return None
+    return slot_binding(host_gpu(slot.gpu), jobs_per_gpu, mps=mps_pipe_dir())
 
 
 def limits_from_rubric(limits: Mapping[str, int | float]) -> Limits:

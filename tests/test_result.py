@@ -14,6 +14,7 @@ from grader.result import (
     STATUSES,
     Artifact,
     CheckResult,
+    Device,
     Isolation,
     ModelEvaluation,
     Result,
@@ -176,3 +177,18 @@ CURRENT = {"content_hash": HASH_A, "rubric_hash": "sha256:" + "c" * 64, "grader_
 )
 def test_needs_grading(existing: Result | None, changes: dict[str, str], force: bool, expected: tuple[bool, str]) -> None:
     assert needs_grading(existing, **{**CURRENT, **changes}, force=force) == expected
+
+
+def test_the_device_the_job_saw_round_trips_and_matches_the_schema() -> None:
+    seen = Device(kind="gpu", name="NVIDIA H200", memory_mib=143771, frameworks={"torch": "2.13.0"}, cuda_used=True)
+    result = completed_result(device=seen)
+    assert schema_errors(to_json(result), "result") == []
+    assert from_json(json.loads(json.dumps(to_json(result)))).device == seen
+
+
+def test_a_result_written_before_the_device_was_recorded_is_still_read(tmp_path: Path) -> None:
+    data = to_json(completed_result())
+    del data["device"]
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(data))
+    assert read_result(path) == completed_result()
