@@ -7,25 +7,56 @@ import importlib.metadata
 import sys
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from grader import __version__
 from grader.feedback import write_feedback
 from grader.gradebook import LiveGradebook
-from grader.result import Result, Slot, Timings, needs_grading, read_result, write_result
+from grader.result import (
+    Result,
+    Slot,
+    Timings,
+    needs_grading,
+    read_result,
+    write_result,
+)
 from grader.rubric import Rubric, load_rubric
 from grader.runner import Graded, Job, TestSplit, grade_submission
-from grader.sandbox import SandboxUnavailableError, bwrap_usable, choose_isolation, stop_all
+from grader.sandbox import (
+    SandboxUnavailableError,
+    bwrap_usable,
+    choose_isolation,
+    stop_all,
+)
 from grader.scheduler import Executor, LocalExecutor, plan_slots, threads_per_slot
-from grader.session import DEFAULT_EVAL_TIME_LIMIT_S, Layout, SessionSettings, limits_from_rubric
-from grader.staging import DuplicateStudentError, InvalidSubmissionError, Submission, discover, hash_source
+from grader.session import (
+    DEFAULT_EVAL_TIME_LIMIT_S,
+    Layout,
+    SessionSettings,
+    limits_from_rubric,
+)
+from grader.staging import (
+    DuplicateStudentError,
+    InvalidSubmissionError,
+    Submission,
+    discover,
+    hash_source,
+)
 from grader.text import one_line, rich_text
 from tunekit import data
 
@@ -196,7 +227,7 @@ def _discover_all(paths: Sequence[Path], spec: Rubric) -> tuple[list[Submission]
         found.extend(discovery.submissions)
         refused.extend(r.message for r in discovery.refused)
     ids = [s.student_id for s in found]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dupes:
         raise DuplicateStudentError(f"more than one submission for student id(s): {', '.join(dupes)}")
     return found, refused

@@ -213,3 +213,21 @@ def test_an_old_result_with_an_id_that_is_not_utf8_does_not_break_the_gradebook(
     book = rebuild_gradebook(out)
     assert list(pd.read_csv(book.csv_path, dtype=str)["student_id"]) == ["caf\\xe9"]
     assert list(pd.read_parquet(book.parquet_path)["student_id"]) == ["caf\\xe9"]
+
+
+def test_live_gradebook_matches_a_rebuild_when_a_result_adds_or_drops_a_column(out_dir: Path) -> None:
+    live = LiveGradebook(out_dir)
+    extra = replace(
+        result_for("amy"),
+        evaluations=(*result_for("amy").evaluations, ModelEvaluation("bayes", "models/best_bayes.keras", 0.9, 1000, None, 1.0)),
+        checks=(*result_for("amy").checks, CheckResult("late", "Late", "late", 0.0, 1.0, "fail", "visible", "late")),
+    )
+    for result in (extra, replace(extra, message="regraded"), result_for("amy")):
+        write_result(out_dir / "amy" / "result.json", result)
+        book = live.update(result)
+        live_csv, live_parquet = book.csv_path.read_bytes(), pd.read_parquet(book.parquet_path)
+        rebuilt = rebuild_gradebook(out_dir)
+        assert rebuilt.csv_path.read_bytes() == live_csv
+        pd.testing.assert_frame_equal(pd.read_parquet(rebuilt.parquet_path), live_parquet)
+    header = live_csv.decode().splitlines()[0]
+    assert "test_accuracy_bayes" not in header and "points_late" not in header
