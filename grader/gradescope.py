@@ -32,17 +32,15 @@ builds the wheel, plans and writes the zip atomically.
 
 from __future__ import annotations
 
-import io
 import shlex
 import unicodedata
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from grader.errors import GraderError
 from grader.jsonio import write_bytes_atomic
 from grader.rubric import load_rubric
-from grader.wheel import FIXED_TIME, WHEEL_DIR, Wheel, build_wheel
+from grader.wheel import WHEEL_DIR, Wheel, build_wheel, reproducible_zip
 from tunekit.data import CIFAR10_URL, DOWNLOADS
 
 SETUP = "setup.sh"
@@ -122,15 +120,7 @@ def plan_autograder(*, rubric_bytes: bytes, dataset: str, wheel: Wheel | None = 
 
 def zip_bytes(plan: AutograderPlan) -> bytes:
     """The plan's entries as a zip: in order, stored with a fixed time and their Unix modes, deflated."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for entry in plan.entries:
-            info = zipfile.ZipInfo(entry.name, FIXED_TIME)
-            info.create_system = 3  # Unix, so unzip applies the modes
-            info.external_attr = (0o100000 | entry.mode) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, entry.content, compresslevel=9)
-    return buffer.getvalue()
+    return reproducible_zip((entry.name, entry.content, entry.mode) for entry in plan.entries)
 
 
 def build_main(*, rubric: Path, out: Path, grader_requirement: str | None = None,

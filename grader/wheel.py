@@ -23,6 +23,7 @@ import io
 import re
 import tomllib
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,14 +128,20 @@ def build_wheel(root: Path) -> Wheel:
     ]
     record = "".join(f"{name},sha256={_digest(content)},{len(content)}\n" for name, content in files)
     files.append((f"{dist}.dist-info/RECORD", (record + f"{dist}.dist-info/RECORD,,\n").encode("utf-8")))
+    return Wheel(f"{dist}-{TAG}.whl", reproducible_zip((name, content, 0o644) for name, content in files))
+
+
+def reproducible_zip(entries: Iterable[tuple[str, bytes, int]]) -> bytes:
+    """(name, content, Unix mode) entries as a zip, in the order given: a fixed time, the modes kept, deflated."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files:
+        for name, content, mode in entries:
             info = zipfile.ZipInfo(name, FIXED_TIME)
-            info.external_attr = 0o644 << 16
+            info.create_system = 3  # Unix, so unzip applies the modes
+            info.external_attr = (0o100000 | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, content, compresslevel=9)
-    return Wheel(f"{dist}-{TAG}.whl", buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _normalise(name: str) -> str:
