@@ -57,6 +57,7 @@ from grader.gpus import GpuError, inventory
 from grader.jsonio import schema_errors
 from grader.rubric import SHIPPED, RubricError, load_rubric, shipped_rubrics
 from grader.sandbox import SANDBOX_GID, SANDBOX_UID, RunAs
+from grader.session import cleared_env
 from grader.text import terminal_text
 from tunekit import data
 
@@ -347,19 +348,8 @@ def _rubrics() -> tuple[RubricFact, ...]:
 def import_env(home: Path) -> dict[str, str]:
     """The environment a module is imported in: cleared like a submission's (``grader.session.base_env``), HOME and
     the caches in `home`, no user site-packages, the default backend; CUDA_VISIBLE_DEVICES kept (all GPUs seen)."""
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HOME": str(home),
-        "KERAS_HOME": str(home / ".keras"),
-        "MPLCONFIGDIR": str(home / ".matplotlib"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "PYTHONNOUSERSITE": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "KERAS_BACKEND": "torch",
-    }
+    env = cleared_env(home)
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "torch"})
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return env

@@ -134,26 +134,33 @@ def slot_env(slot: Slot, threads: int, backend: str, jobs_per_gpu: int = 1) -> d
     return env
 
 
-def base_env(work: Path, slot: Slot, settings: SessionSettings) -> dict[str, str]:
-    """A cleared environment: PATH, locale, HOME and caches inside the work dir, and the slot's variables."""
-    home = work / ".home"
-    env = {
+def cleared_env(home: Path) -> dict[str, str]:
+    """The variables every child of the grader starts from: this Python's PATH, a UTF-8 locale, HOME and the
+    caches in `home`, no user site-packages, no bytecode written."""
+    return {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "HOME": str(home),
         "KERAS_HOME": str(home / ".keras"),
         "MPLCONFIGDIR": str(home / ".matplotlib"),
-        "MPLBACKEND": "Agg",
         "XDG_CACHE_HOME": str(home / ".cache"),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def base_env(work: Path, slot: Slot, settings: SessionSettings) -> dict[str, str]:
+    """A cleared environment: PATH, locale, HOME and caches inside the work dir, and the slot's variables."""
+    env = cleared_env(work / ".home")
+    env.update({
+        "MPLBACKEND": "Agg",
         "TMPDIR": "/tmp",
         "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONNOUSERSITE": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": str(SITE_DIR),  # its sitecustomize caps GPU memory and reports what the job saw
         ENV_REPORT_DIR: str(work / NOTEBOOK_SUBDIR / DEVICE_REPORTS),
-    }
+    })
     env.update(slot_env(slot, settings.threads, settings.backend, settings.jobs_per_gpu))
     return env
 
