@@ -208,3 +208,27 @@ def test_what_the_job_saw_changes_nothing_else() -> None:
     assert _device_verdict("completed", "ran to the end", GPU_SLOT, on_gpu, H200) == ("completed", "ran to the end")
     assert _device_verdict("completed", "ran to the end", Slot("cpu", 0), on_cpu, "") == ("completed", "ran to the end")
     assert _device_verdict("crashed", "exited with code 1", GPU_SLOT, None, H200) == ("crashed", "exited with code 1")
+
+
+def test_device_reports_are_copied_out_without_links_fifos_huge_files_or_odd_names(tmp_path: Path) -> None:
+    from grader.runner import collect_device
+    from grader.session import Layout
+
+    layout = Layout(tmp_path / "student")
+    reports = layout.device_reports
+    reports.mkdir(parents=True)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"cuda_available": true, "device_name": "host file"}')
+    os.symlink(secret, reports / "1.json")  # a link to a file outside: never followed
+    os.mkfifo(reports / "2.json")  # a FIFO: never opened for reading (that would hang)
+    with open(reports / "3.json", "wb") as fh:  # 5 GB, sparse: over the cap, never read
+        fh.truncate(5 * 2**30)
+    (reports / "4.json").write_text('{"cuda_available": true, "memory_mib": ' + "9" * 5000 + "}")  # refused whole
+    with open(os.path.join(os.fsencode(reports), b"5-\xff.json"), "w") as fh:  # a name that is not UTF-8: refused
+        fh.write('{"cuda_available": true, "device_name": "odd"}')
+    (reports / "6.json").write_text('{"cuda_available": false, "problem": "no\\u001b[31m GPU\\nhere"}')
+    device = collect_device(layout)
+    assert device is not None
+    assert (device.kind, device.name, device.memory_mib) == ("cpu", None, None)
+    assert device.note is not None and "\x1b" not in device.note and "\n" not in device.note
+    assert not (layout.collected_device / "1.json").exists() and secret.read_text().startswith('{"cuda')
