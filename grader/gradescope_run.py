@@ -36,9 +36,7 @@ go through export (Markdown-escaped), and these lines through grader.text.one_li
 
 from __future__ import annotations
 
-import json
 import os
-import stat
 import sys
 import tempfile
 import traceback
@@ -50,6 +48,7 @@ from rich.console import Console
 from grader import grade
 from grader.export import GRADESCOPE_VISIBILITY, gradescope_results
 from grader.jsonio import schema_errors, write_json_atomic
+from grader.parse import load_json
 from grader.result import RESULT_FILE, read_result
 from grader.rubric import Rubric, RubricError, load_rubric
 from grader.staging import (
@@ -62,6 +61,7 @@ from grader.staging import (
     student_id_problem,
 )
 from grader.text import one_line
+from grader.validate import FileProblem, open_regular
 
 DEFAULT_ROOT = Path("/autograder")
 RUBRIC_FILE = Path("source") / "rubric.json"
@@ -135,25 +135,9 @@ def refused_results(spec: Rubric, message: str) -> dict[str, Any]:
 def student_id_from_metadata(path: Path) -> str:
     """The first user's email (else name) in Gradescope's submission_metadata.json when it is a safe student id."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return DEFAULT_STUDENT
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return DEFAULT_STUDENT
-        with os.fdopen(fd, "rb") as fh:
-            fd = -1
-            raw = fh.read(MAX_METADATA_BYTES + 1)
-    except OSError:
-        return DEFAULT_STUDENT
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    if len(raw) > MAX_METADATA_BYTES:
-        return DEFAULT_STUDENT
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        with open_regular(path) as fh:  # no link followed, never a FIFO or device
+            doc = load_json(fh.read(MAX_METADATA_BYTES + 1), max_bytes=MAX_METADATA_BYTES)
+    except (FileProblem, OSError, ValueError):
         return DEFAULT_STUDENT
     users = doc.get("users") if isinstance(doc, dict) else None
     user = users[0] if isinstance(users, list) and users else None
