@@ -447,10 +447,10 @@ def decide(facts: Facts, *, gpus: str = "auto", per_gpu: int = 1, jobs: int = 1)
     blockers: list[str] = []
 
     # Isolation: choose_isolation("auto")'s rule, and the fallback's note as the sandbox writes it.
-    if box.bwrap_usable:
-        isolation, note = "bwrap", box.bwrap_reason
+    isolation = sandbox.isolation_for("auto", bwrap=box.bwrap_usable, netns=box.netns_usable)
+    if isolation == "bwrap":
+        note = box.bwrap_reason
     else:
-        isolation = "rlimits+netns" if box.netns_usable else "rlimits"
         note = sandbox.describe_fallback(isolation, box.bwrap_reason, _fallback_run_as(machine))
         if not machine.root:
             warnings.append(f"not running as root, so no bubblewrap: student code runs as your own uid {machine.uid} "

@@ -567,11 +567,18 @@ def choose_isolation(requested: str) -> str:
         raise SandboxSpecError(f"isolation must be one of {', '.join(ISOLATIONS)}; got {requested!r}")
     if requested in ("auto", "bwrap"):
         usable, reason = bwrap_usable()
+        if not usable and requested == "bwrap":
+            raise SandboxUnavailableError(f"bubblewrap sandbox unavailable: {reason}")
         if usable:
             return "bwrap"
-        if requested == "bwrap":
-            raise SandboxUnavailableError(f"bubblewrap sandbox unavailable: {reason}")
-    return "rlimits+netns" if netns_usable() else "rlimits"
+    return isolation_for(requested, bwrap=False, netns=netns_usable())
+
+
+def isolation_for(requested: str, *, bwrap: bool, netns: bool) -> str:
+    """The isolation a request gets on a machine where bubblewrap and a network namespace are (not) usable."""
+    if requested in ("auto", "bwrap") and bwrap:
+        return "bwrap"
+    return "rlimits+netns" if netns else "rlimits"
 
 
 @dataclass(frozen=True)
