@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--gpus", default="auto", help="auto (nvidia-smi), none, or GPU indices such as 0,1")
     grade.add_argument("--per-gpu", type=int, default=1, metavar="K", help="jobs sharing each GPU")
     grade.add_argument("--jobs", type=int, default=1, metavar="N", help="CPU slots when there is no GPU")
+    grade.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: this machine's slots; ray: a Ray cluster places each job (README: a class across machines)")
+    grade.add_argument("--ray-address", default="auto", metavar="ADDR",
+                       help="with --executor ray: the cluster to join (auto: the one started on this machine)")
+    grade.add_argument("--cpus-per-job", type=int, default=1, metavar="N",
+                       help="with --executor ray: the CPUs (and math threads) each job asks the cluster for")
     grade.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     grade.add_argument("--require-sandbox", action="store_true", help="refuse to grade without bubblewrap")
     grade.add_argument("--backend", choices=("torch", "tensorflow"), default="torch", help="KERAS_BACKEND for runs")
@@ -125,9 +131,14 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "grade":
         from grader import grade
 
+        executor = None
+        if args.executor == "ray":
+            from grader.ray_executor import RayExecutor
+            executor = RayExecutor(args.ray_address, args.gpus, args.per_gpu, args.cpus_per_job)
         summary = grade.main(submissions=args.submissions, rubric=resolve_rubric(args.rubric), out=args.out,
                              profile=args.profile, time_limit=args.time_limit, gpus=args.gpus, per_gpu=args.per_gpu,
-                             jobs=args.jobs, force=args.force, require_sandbox=args.require_sandbox, backend=args.backend)
+                             jobs=args.jobs, force=args.force, require_sandbox=args.require_sandbox, backend=args.backend,
+                             executor=executor)
         return EXIT_SANDBOX_ERRORS if summary.sandbox_errors else EXIT_OK
     if args.verb == "calibrate":
         from grader import calibrate

@@ -580,7 +580,8 @@ def run_facts(result: Result) -> tuple[tuple[str, str], ...]:
         ("run", f"{t.run_s:.1f} s (queued {t.queued_s:.1f} s, evaluation {t.evaluation_s:.1f} s), "
                 f"{t.started_at} to {t.finished_at}"),
         ("slot", "none" if result.slot is None else f"{result.slot.kind} {result.slot.index}"
-         + (f" ({result.slot.gpu})" if result.slot.gpu else "")),
+         + (f" ({result.slot.gpu})" if result.slot.gpu else "")
+         + (f" on Ray node {result.slot.node}" if result.slot.node else "")),
         ("isolation", "none" if result.isolation is None
          else f"{result.isolation.method}: {result.isolation.details}"),
         ("profile", result.profile),

@@ -43,7 +43,7 @@ from grader.sandbox import (
     choose_isolation,
     stop_all,
 )
-from grader.scheduler import Executor, LocalExecutor, plan_slots, threads_per_slot
+from grader.scheduler import Executor, LocalExecutor
 from grader.session import (
     DEFAULT_EVAL_TIME_LIMIT_S,
     Layout,
@@ -108,7 +108,8 @@ def main(
             raise SandboxUnavailableError(f"--require-sandbox: bubblewrap is not usable here: {why}")
         isolation = "bwrap"
     found, refused = _discover_all(submissions, spec)
-    slots = plan_slots(gpus, per_gpu=per_gpu, jobs=jobs)
+    executor = executor or LocalExecutor.on_this_machine(gpus, per_gpu=per_gpu, jobs=jobs)
+    placement = executor.place()
     out.mkdir(parents=True, exist_ok=True)
     train_dir, test = _prepare_data(out, spec.dataset, console)
     settings = SessionSettings(
@@ -121,8 +122,8 @@ def main(
         cell_timeout_s=spec.limits.get("cell_timeout_s"),
         eval_time_limit_s=float(spec.limits.get("eval_time_limit_s", DEFAULT_EVAL_TIME_LIMIT_S)),
         data_dir=train_dir,
-        threads=threads_per_slot(len(slots)),
-        jobs_per_gpu=per_gpu,
+        threads=placement.threads,
+        jobs_per_gpu=placement.jobs_per_gpu,
     )
     packages = _package_versions()
     todo, skipped = [], []
@@ -140,9 +141,8 @@ def main(
                             int(spec.limits.get("max_model_mb", 100)) * 2**20, time.monotonic()))
         else:
             skipped.append(sub.student_id)
-    where = ", ".join(f"{s.kind} {s.gpu if s.gpu is not None else s.index}" for s in slots)
-    console.print(f"grading {len(todo)} of {len(found)} submissions ({len(skipped)} unchanged) on {len(slots)} "
-                  f"slot(s): {where}; profile {settings.profile}, {settings.time_limit_s:g} s each, "
+    console.print(f"grading {len(todo)} of {len(found)} submissions ({len(skipped)} unchanged) on "
+                  f"{placement.where}; profile {settings.profile}, {settings.time_limit_s:g} s each, "
                   f"isolation {_isolation_text(isolation)}", markup=False, highlight=False)
     statuses: dict[str, str] = {}
     book = LiveGradebook(out)
@@ -168,7 +168,7 @@ def main(
             book.update(result)
 
         try:
-            (executor or LocalExecutor(slots)).run(todo, _guarded, done)
+            executor.run(todo, _guarded, done, _lost)
         except BaseException:  # interrupted (or a grader bug): the runs still going end now, writing no result
             stop_all()
             raise
@@ -204,14 +204,26 @@ def _guarded(job: Job, slot: Slot) -> Graded:
     try:
         return grade_submission(job, slot)
     except Exception as exc:  # noqa: BLE001 - the batch must go on; the traceback is kept in the student's logs
+        return _sandbox_error(job, slot, f"grader error: {type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _lost(job: Job, why: str, details: str | None) -> Graded:
+    """The result of a job whose run was lost on a remote worker: a sandbox_error, so a re-run retries it."""
+    return _sandbox_error(job, None, why, details)
+
+
+def _sandbox_error(job: Job, slot: Slot | None, message: str, details: str | None) -> Graded:
+    """A sandbox_error result saying message; details (a traceback) are kept in the student's logs/grader-error.log."""
+    logs = {}
+    if details is not None:
         job.layout.logs.mkdir(parents=True, exist_ok=True)
-        (job.layout.logs / "grader-error.log").write_text(traceback.format_exc(), "utf-8")
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        result = Result(1, job.submission.student_id, job.content_hash, job.rubric.hash, __version__,
-                        job.settings.profile, "sandbox_error", one_line(f"grader error: {type(exc).__name__}: {exc}", 500),
-                        None, None, None, Timings(0.0, 0.0, 0.0, now, now), slot, None, dict(job.packages),
-                        logs={"grader-error": "logs/grader-error.log"})
-        return Graded(result, None)
+        (job.layout.logs / "grader-error.log").write_text(details, "utf-8")
+        logs["grader-error"] = "logs/grader-error.log"
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result = Result(1, job.submission.student_id, job.content_hash, job.rubric.hash, __version__,
+                    job.settings.profile, "sandbox_error", one_line(message, 500), None, None, None,
+                    Timings(0.0, 0.0, 0.0, now, now), slot, None, dict(job.packages), logs=logs)
+    return Graded(result, None)
 
 
 def _counts_text(counts: dict[str, int]) -> str:

@@ -37,11 +37,15 @@ class Timings:
 
 @dataclass(frozen=True)
 class Slot:
-    """The slot the submission ran on: a CPU slot, or a GPU slot with the GPU's name."""
+    """The slot the submission ran on: a CPU slot, or a GPU slot with the GPU's index; on a Ray cluster, which node.
+
+    On this machine ``index`` is the slot's number; on a Ray cluster it is the job's position in the batch.
+    """
 
     kind: Literal["cpu", "gpu"]
     index: int
     gpu: str | None = None
+    node: str | None = None  # the Ray node's id (--executor ray); None on this machine
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,7 @@ def to_json(result: Result) -> dict[str, Any]:
         },
         "slot": None if result.slot is None else {
             "kind": result.slot.kind, "index": result.slot.index, "gpu": result.slot.gpu,
+            **({"node": result.slot.node} if result.slot.node is not None else {}),
         },
         "isolation": None if result.isolation is None else {
             "method": result.isolation.method, "details": result.isolation.details,
@@ -249,7 +254,8 @@ def from_json(data: Any) -> Result:
             started_at=t["started_at"],
             finished_at=t["finished_at"],
         ),
-        slot=None if slot is None else Slot(kind=slot["kind"], index=slot["index"], gpu=slot["gpu"]),
+        slot=None if slot is None else Slot(kind=slot["kind"], index=slot["index"], gpu=slot["gpu"],
+                                                node=slot.get("node")),
         isolation=None if isolation is None else Isolation(method=isolation["method"], details=isolation["details"]),
         packages=dict(data["packages"]),
         artifacts=tuple(Artifact(path=a["path"], bytes=a["bytes"], kind=a["kind"], refused=a.get("refused"))

@@ -93,7 +93,7 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     started_at = _now()
     queued_s = started - job.queued_at
     layout = job.layout
-    _reset(layout)
+    reset_layout(layout)
 
     def finish(status: str, message: str, *, exit_code: int | None = None, signal: int | None = None,
                entry_point: str | None = None, run_s: float = 0.0, evaluation_s: float = 0.0,
@@ -393,7 +393,7 @@ def _accuracy(predictions_path: Path, labels: np.ndarray) -> tuple[float | None,
     return round(float((predictions == labels).mean()), 6), None
 
 
-def _reset(layout: Layout) -> None:
+def reset_layout(layout: Layout) -> None:
     """Remove what an interrupted earlier attempt left (result.json stays until the new one replaces it)."""
     for folder in (layout.work, layout.collected, layout.evaluation, layout.logs):
         remove_tree(folder)

@@ -1,4 +1,4 @@
-"""Schedules jobs onto slots (GPUs x jobs-per-GPU, or CPU slots) through an executor interface."""
+"""Places and runs jobs through an executor: this machine's slots (GPUs x jobs-per-GPU, or CPU slots), or a Ray cluster."""
 
 from __future__ import annotations
 
@@ -58,10 +58,24 @@ def threads_per_slot(slots: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // max(1, slots))
 
 
-class Executor(Protocol[J, R]):
-    """Runs work(job, slot) for every job, calling on_done(job, result) as each finishes (in the caller's process)."""
+@dataclass(frozen=True)
+class Placement:
+    """Where the executor will run the jobs, decided before any runs: what every job is told, and one line for people."""
 
-    def run(self, jobs: Sequence[J], work: Callable[[J, Slot], R], on_done: Callable[[J, R], None]) -> None: ...
+    where: str  # e.g. "2 slot(s): cpu 0, cpu 1", or the Ray cluster and what each job asks of it
+    threads: int  # math-library threads each job gets (its share of the cores, or the CPUs it asked the cluster for)
+    jobs_per_gpu: int = 1  # each job on a GPU gets 1/jobs_per_gpu of its memory
+
+
+class Executor(Protocol[J, R]):
+    """Places jobs and runs work(job, slot) for each, calling on_done(job, result) as each finishes, in the caller's
+    process. A job whose run is lost (its worker died, or the grader failed there) gets on_lost(job, why, details)
+    as its result instead: why is one line, details the remote traceback or None."""
+
+    def place(self) -> Placement: ...
+
+    def run(self, jobs: Sequence[J], work: Callable[[J, Slot], R], on_done: Callable[[J, R], None],
+            on_lost: Callable[[J, str, str | None], R] | None = None) -> None: ...
 
 
 @dataclass
@@ -69,8 +83,20 @@ class LocalExecutor(Generic[J, R]):
     """One thread per slot on this machine; each job holds its slot for as long as it runs."""
 
     slots: Sequence[Slot]
+    jobs_per_gpu: int = 1
 
-    def run(self, jobs: Sequence[J], work: Callable[[J, Slot], R], on_done: Callable[[J, R], None]) -> None:
+    @classmethod
+    def on_this_machine(cls, gpus: str = "auto", *, per_gpu: int = 1, jobs: int = 1) -> LocalExecutor[J, R]:
+        """The slots --gpus/--per-gpu/--jobs name on this machine (plan_slots); SlotError when they name none."""
+        return cls(plan_slots(gpus, per_gpu=per_gpu, jobs=jobs), per_gpu)
+
+    def place(self) -> Placement:
+        where = ", ".join(f"{s.kind} {s.gpu if s.gpu is not None else s.index}" for s in self.slots)
+        return Placement(f"{len(self.slots)} slot(s): {where}", threads_per_slot(len(self.slots)), self.jobs_per_gpu)
+
+    def run(self, jobs: Sequence[J], work: Callable[[J, Slot], R], on_done: Callable[[J, R], None],
+            on_lost: Callable[[J, str, str | None], R] | None = None) -> None:
+        """Runs here, so no job is ever lost to a dead worker: on_lost is never called."""
         free: queue.Queue[Slot] = queue.Queue()
         for slot in self.slots:
             free.put(slot)

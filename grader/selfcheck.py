@@ -31,15 +31,15 @@ class CheckDirError(GraderError, PermissionError):
     """The per-user check folder exists but is not this user's own real directory; one line."""
 
 
-def check_dir(base: Path | None = None) -> Path:
-    """``<base>/grader-check-<uid>`` (base: the system temp dir), created private or verified to be this user's own.
+def check_dir(base: Path | None = None, *, name: str = CHECK_DIR) -> Path:
+    """``<base>/<name>-<uid>`` (base: the system temp dir), created private or verified to be this user's own.
 
     Private is 0700; for root 0711, so that a fallback sandbox running as uid 65534 (no
     bubblewrap) can still reach its work dir inside, while nobody can list the folder.
     Refused when it is a link, not a directory or owned by another user (lstat: no link
     is followed).
     """
-    folder = Path(tempfile.gettempdir() if base is None else base) / f"{CHECK_DIR}-{os.getuid()}"
+    folder = Path(tempfile.gettempdir() if base is None else base) / f"{name}-{os.getuid()}"
     mode = 0o711 if os.getuid() == 0 else 0o700
     try:
         folder.mkdir(mode=mode)
