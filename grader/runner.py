@@ -146,7 +146,7 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     remove_tree(layout.device_reports)  # only what this run's processes report counts, never a staged copy
     try:
         run = run_sandboxed(plan_submission(layout, entry, slot, job.settings))
-    except (SandboxUnavailableError, SandboxSpecError, OSError) as exc:
+    except (SandboxUnavailableError, SandboxSpecError, GpuError, OSError) as exc:  # GpuError: a slot's GPU is gone
         return finish("sandbox_error", f"the sandbox could not start: {exc}", entry_point=entry)
     isolation = Isolation(run.isolation, _isolation_details(job.settings, run))
     collected = collect(layout, notebook=entry.endswith(".ipynb"), disk_bytes=job.settings.limits.disk_bytes)

@@ -157,3 +157,34 @@ def test_with_ray_the_cluster_chooses_each_gpu(cluster: tuple[Cluster, list]) ->
         RayExecutor(made.address, "auto", 1, 2).place()
     assert str(caught.value) == "no node of the Ray cluster has 2 CPU(s) (the most is 1)"
     assert not ray.is_initialized()  # the executor disconnected again
+
+
+@pytest.mark.slow
+@pytest.mark.sandbox
+def test_on_a_cluster_with_gpus_each_job_asks_for_its_share_and_a_node_whose_gpu_is_not_there_is_a_sandbox_error(
+        tmp_path: Path) -> None:
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    made = None
+    try:  # a node that tells Ray it has a GPU this machine does not have
+        made = Cluster(initialize_head=True, connect=False,
+                       head_node_args={"num_cpus": 1, "num_gpus": 1, "node_ip_address": "127.0.0.1",
+                                       "temp_dir": temp, "include_dashboard": False})
+        subs = batch(tmp_path / "subs", {"s0": TRIVIAL})
+        console = io.StringIO()
+        (tmp_path / "scratch").mkdir()
+        address = made.address
+        grade.main(submissions=[subs], rubric=rubric(tmp_path / "rubric.json"), out=tmp_path / "out",
+                             console=Console(file=console, width=200),
+                             executor=RayExecutor(made.address, "auto", 2, 1, str(tmp_path / "scratch")))
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if made is not None:
+            made.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert (f"on the Ray cluster at {address} (1 node(s), 1 CPU(s), 1 GPU(s)); each job asks for 1 CPU(s) "
+            f"and 1/2 of a GPU; profile quick") in console.getvalue()
+    result = read_result(tmp_path / "out" / "s0" / "result.json")
+    assert result is not None and result.slot is not None
+    assert (result.slot.kind, result.slot.gpu, result.status) == ("gpu", "0", "sandbox_error")
+    assert result.message == "the sandbox could not start: GPU 0 not found (nvidia-smi lists: none)"

@@ -17,6 +17,7 @@ from grader.errors import GraderError
 from grader.result import Slot
 from grader.scheduler import (
     LocalExecutor,
+    Placement,
     SlotError,
     detect_gpus,
     plan_slots,
@@ -168,6 +169,23 @@ def test_each_slot_gets_its_share_of_the_cores_and_at_least_one() -> None:
 
 
 # ---------------------------------------------------------------- LocalExecutor
+
+
+def test_the_local_executor_places_jobs_on_this_machines_slots() -> None:
+    assert LocalExecutor.on_this_machine("none", jobs=2).place() == Placement(
+        "2 slot(s): cpu 0, cpu 1", threads_per_slot(2), 1)
+    assert LocalExecutor([Slot("gpu", 0, "3"), Slot("gpu", 1, "3")], 2).place() == Placement(
+        "2 slot(s): gpu 3, gpu 3", threads_per_slot(2), 2)
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grader.ray_executor import RayExecutor, RayUnavailableError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
+    with pytest.raises(RayUnavailableError) as caught:
+        RayExecutor().place()
+    assert str(caught.value) == ("--executor ray needs Ray on this machine and every node: "
+                                 "pip install 'cnn-tuning-grader[ray]'")
 
 
 def cpu_slots(n: int) -> list[Slot]:
