@@ -151,6 +151,7 @@ class RayExecutor:
     @staticmethod
     def _landed(ray: Any, ref: Any, job: Job, on_lost: Callable[[Job, str, str | None], Graded] | None) -> Graded:
         """The job's Graded with its files landed in the driver's layout, or on_lost's result when the run was lost."""
+        reset_layout(job.layout)  # what an earlier attempt left here goes, as before a local run
         try:
             returned: Returned = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # the grader's own code failed on the worker: a bug, kept in full
@@ -164,7 +165,6 @@ class RayExecutor:
                 raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return on_lost(job, f"the Ray worker running this job was lost ({type(exc).__name__}): {first}", None)
-        reset_layout(job.layout)
         unpack(returned.files, job.layout.root)
         graded = returned.graded
         if graded.evidence is not None:
