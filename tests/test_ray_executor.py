@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -34,24 +35,32 @@ TRIVIAL = "print('trivial submission')\n"
 SLEEPER = "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[Cluster, list]]:
-    """A head that runs no job (0 CPUs) and two worker nodes of one CPU each, bound to loopback, shut down by handle."""
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
+@contextlib.contextmanager
+def local_cluster(**head: int) -> Iterator[Cluster]:
+    """A Ray cluster on loopback whose head has the given resources, in a short temp dir (Ray's socket paths live
+    under it); disconnected and shut down by its handle, never `ray stop`."""
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     made = None
     try:
         made = Cluster(initialize_head=True, connect=False,
-                       head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1", "temp_dir": temp,
+                       head_node_args={**head, "node_ip_address": "127.0.0.1", "temp_dir": temp,
                                        "include_dashboard": False})
-        nodes = [made.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
-        made.wait_for_nodes()
-        yield made, nodes
+        yield made
     finally:
         if ray.is_initialized():
             ray.shutdown()
         if made is not None:
             made.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[Cluster, list]]:
+    """A head that runs no job (0 CPUs) and two worker nodes of one CPU each."""
+    with local_cluster(num_cpus=0) as made:
+        nodes = [made.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+        made.wait_for_nodes()
+        yield made, nodes
 
 
 def rubric(path: Path) -> Path:
@@ -163,25 +172,14 @@ def test_with_ray_the_cluster_chooses_each_gpu(cluster: tuple[Cluster, list]) ->
 @pytest.mark.sandbox
 def test_on_a_cluster_with_gpus_each_job_asks_for_its_share_and_a_node_whose_gpu_is_not_there_is_a_sandbox_error(
         tmp_path: Path) -> None:
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    made = None
-    try:  # a node that tells Ray it has a GPU this machine does not have
-        made = Cluster(initialize_head=True, connect=False,
-                       head_node_args={"num_cpus": 1, "num_gpus": 1, "node_ip_address": "127.0.0.1",
-                                       "temp_dir": temp, "include_dashboard": False})
-        subs = batch(tmp_path / "subs", {"s0": TRIVIAL})
-        console = io.StringIO()
-        (tmp_path / "scratch").mkdir()
+    subs = batch(tmp_path / "subs", {"s0": TRIVIAL})
+    (tmp_path / "scratch").mkdir()
+    console = io.StringIO()
+    with local_cluster(num_cpus=1, num_gpus=1) as made:  # a node that tells Ray it has a GPU this machine has not
         address = made.address
         grade.main(submissions=[subs], rubric=rubric(tmp_path / "rubric.json"), out=tmp_path / "out",
-                             console=Console(file=console, width=200),
-                             executor=RayExecutor(made.address, "auto", 2, 1, str(tmp_path / "scratch")))
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        if made is not None:
-            made.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+                   console=Console(file=console, width=200),
+                   executor=RayExecutor(address, "auto", 2, 1, str(tmp_path / "scratch")))
     assert (f"on the Ray cluster at {address} (1 node(s), 1 CPU(s), 1 GPU(s)); each job asks for 1 CPU(s) "
             f"and 1/2 of a GPU; profile quick") in console.getvalue()
     result = read_result(tmp_path / "out" / "s0" / "result.json")
