@@ -99,13 +99,15 @@ def _result(check: Check, fraction: float, status: str, message: str, suspect: b
 
 @judge("artifacts")
 def judge_artifacts(params: Mapping[str, Any], ev: Evidence) -> Verdict:
-    """Each required file (a glob such as plots/*.png) exists and is what it claims; credit by the fraction that are."""
+    """Each required file (a glob such as plots/*.png; "a|b" when either will do) exists and is what it claims; credit
+    by the fraction that are."""
     patterns = list(params["files"])
     ok, missing, invalid = 0, [], []
     for pattern in patterns:
-        matches = [rel for rel in ev.files if _glob(rel, pattern)]
+        either = pattern.split("|")
+        matches = [rel for rel in ev.files if any(_glob(rel, one) for one in either)]
         if not matches:
-            missing.append(pattern)
+            missing.append(" or ".join(either))
             continue
         bad = [(rel, why) for rel in matches if (why := _artifact_problem(ev, rel))]
         if bad:
@@ -667,7 +669,8 @@ def judge_runtime(params: Mapping[str, Any], ev: Evidence) -> Verdict:
 def _trial_note(ev: Evidence) -> list[str]:
     """One message part naming the first problem in the trial files (and how many more), or nothing."""
     found = [p for p in ev.problems
-             if p.file == contract.TRIALS_FILE or p.file.endswith(("/trial.json", "/oracle.json"))]
+             if p.file == contract.TRIALS_FILE or p.file.endswith(("/trial.json", "/oracle.json"))
+             or p.file.startswith(contract.CV_RESULTS_PREFIX)]
     if not found:
         return []
     more = f" (and {len(found) - 1} more problem{_s(len(found) - 1)} in your trial files)" if len(found) > 1 else ""

@@ -20,7 +20,7 @@ EXIT_SANDBOX_ERRORS = 3  # `grade`: every submission has a result, but some ende
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM: results written so far are kept
 
 
-RUBRIC_HELP = "a shipped rubric's name (quick, full) or a rubric file"
+RUBRIC_HELP = "a shipped rubric's name (quick, full, cifar10_quick, cifar10_full) or a rubric file"
 REPO_RUBRIC = Path("rubrics") / "quick.json"  # the student's copy in a starter repo
 REPO_RUBRIC_HELP = f"a rubric file or a shipped rubric's name; default: the repository's {REPO_RUBRIC}, else quick"
 

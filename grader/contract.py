@@ -10,6 +10,7 @@ ENV_DATA_DIR = "GRADER_DATA_DIR"
 ENV_PROFILE = "GRADER_PROFILE"
 ENV_TIME_BUDGET = "GRADER_TIME_BUDGET_S"
 ENV_SEED = "GRADER_SEED"
+ENV_DATASET = "GRADER_DATASET"  # the rubric's dataset (mnist, fashion_mnist, cifar10)
 
 PROFILES = ("quick", "full")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -26,6 +27,17 @@ ANSWERS_FILE = "answers.yaml"
 MODELS_DIR = "models"
 PLOTS_DIR = "plots"
 TUNER_DIR = "tuner"
+
+
+# A scikit-learn search's `cv_results_`, saved by the submission as cv_results_<search>.csv or .json, stands for
+# that search's trials when there is no usable trials.jsonl (grader.cv_results reads it).
+CV_RESULTS_PREFIX = "cv_results_"
+CV_RESULTS_FORMATS = ("csv", "json")  # when both are there, the CSV is read
+
+
+def cv_results_file(search: str, fmt: str) -> str:
+    """Relative path of a scikit-learn search's saved cv_results_ inside the output dir: cv_results_grid.csv."""
+    return f"{CV_RESULTS_PREFIX}{search}.{fmt}"
 
 
 def best_model_path(search: str) -> str:

@@ -1,9 +1,10 @@
 """Gather what the rubric checks judge from one finished run: its output dir, run status and model evaluations.
 
 All reading happens here, once, and the checks only judge the frozen `Evidence` it
-returns. Trials come from `trials.jsonl`, or natively from KerasTuner project dirs
-(`<dir>/oracle.json` with `trial_*/trial.json`, COMPLETED trials only) when the file
-is missing or holds no usable trial. The declared spaces come from `search_spaces.json`,
+returns. Trials come from `trials.jsonl`; when it is missing or holds no usable trial,
+from scikit-learn searches' saved `cv_results_<search>.csv|json` (grader.cv_results);
+else natively from KerasTuner project dirs (`<dir>/oracle.json` with `trial_*/trial.json`,
+COMPLETED trials only). The declared spaces come from `search_spaces.json`,
 or from a project's `oracle.json` for a search the file does not usably declare.
 Answers come from `answers.yaml`, or from the notebook cell tagged `answers` when
 there is no such file. The rubric's hyperparameter aliases (`lr` -> `learning_rate`)
@@ -220,18 +221,24 @@ def gather(
     problems += declared_problems
 
     jsonl_trials, jsonl_problems, jsonl_present = _jsonl_trials(root, names)
+    from grader.cv_results import read_cv_results  # imported here: grader.cv_results builds this module's Trial
+    sklearn = read_cv_results(root, names)
     native_trials = [t for project in native for t in project.trials]
-    if not jsonl_trials and native_trials:  # a plain KerasTuner run: graded from its trial files
+    if not jsonl_trials and sklearn.trials:  # scikit-learn searches: graded from their saved cv_results_
+        trials, source = list(sklearn.trials), sklearn.source
+        problems += (jsonl_problems if jsonl_present else []) + list(sklearn.problems)
+    elif not jsonl_trials and native_trials:  # a plain KerasTuner run: graded from its trial files
         trials, source = native_trials, "tuner"
-        problems += jsonl_problems if jsonl_present else []
+        problems += (jsonl_problems if jsonl_present else []) + list(sklearn.problems)
     else:
-        trials, source = jsonl_trials, (contract.TRIALS_FILE if jsonl_present else None)
-        problems += jsonl_problems
+        trials, source = jsonl_trials, (contract.TRIALS_FILE if jsonl_present else sklearn.source)
+        problems += (jsonl_problems if jsonl_present or not sklearn.files else []) + (
+            [] if jsonl_trials else list(sklearn.problems))
     for project in native:
         if project.search not in spaces and project.space is not None:
             spaces[project.search], spaces_source[project.search] = project.space, project.oracle_file
             problems += project.space_problems
-        if not jsonl_trials:
+        if not jsonl_trials and not sklearn.trials:
             problems += project.trial_problems
 
     trials, outside_problems = _mark_outside(trials, spaces)

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from grader.contract import SEARCHES
+from grader.contract import SEARCHES, TRIALS_FILE
 from grader.jsonio import write_bytes_atomic, write_text_atomic
 from grader.nbhtml import PAGE_CSP, is_rendered_page
 from grader.result import CheckResult, ModelEvaluation, Result, Score
@@ -412,6 +412,9 @@ def build_feedback(student_dir: Path, result: Result, *, trials: Sequence[Mappin
     checks = visible_checks(result, audience, now, due)
     missing = trials_note(trials, trials_source)
     plots, notes = trial_plots(trials) if missing is None else ((), (missing,))
+    if missing is None and trials_source not in (None, TRIALS_FILE):  # say where, so the student learns the contract
+        where = "the KerasTuner project folder" if trials_source == TUNER_SOURCE else clean_line(trials_source, 80)
+        notes = (f"Trials read from {where} (there is no usable {TRIALS_FILE}).", *notes)
     return Feedback(
         student_id=result.student_id,
         audience=audience,

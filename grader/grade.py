@@ -114,6 +114,7 @@ def main(
     train_dir, test = _prepare_data(out, spec.dataset, console)
     settings = SessionSettings(
         profile=profile or spec.profile,
+        dataset=spec.dataset,
         time_limit_s=float(time_limit or spec.time_limit_s),
         seed=0,
         backend=backend,

@@ -8,7 +8,7 @@ This runs INSIDE the sandbox, as a child process of the grader::
 In order:
 
 1. The notebook is read and validated, and the grader's parameters (PROFILE,
-   TIME_BUDGET_S, OUTPUT_DIR, SEED, DATA_DIR) become a new code cell tagged
+   DATASET, TIME_BUDGET_S, OUTPUT_DIR, SEED, DATA_DIR) become a new code cell tagged
    ``injected-parameters``, placed right after the first cell tagged ``parameters``
    (papermill's convention; also after any stale injected cell that an earlier
    papermill run left there, so the grader's values win), or at the top when the

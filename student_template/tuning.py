@@ -8,11 +8,12 @@ Read it top to bottom:
   4. answering the analysis questions from the trials (answer_questions);
   5. run(): load data, search, export the best models, write the report.
 
-Run it with `python tuning.py --profile quick --out outputs`, or let the grader run it:
-it sets GRADER_OUTPUT_DIR, GRADER_PROFILE, GRADER_TIME_BUDGET_S, GRADER_SEED and
-GRADER_DATA_DIR, which this script reads. On your machine a dataset found nowhere
-locally is downloaded once into the Keras cache (~/.keras/datasets) and checked;
-under the grader nothing is downloaded.
+Run it with `python tuning.py --profile quick --out outputs [--dataset cifar10]`, or let the
+grader run it: it sets GRADER_OUTPUT_DIR, GRADER_PROFILE, GRADER_DATASET, GRADER_TIME_BUDGET_S,
+GRADER_SEED and GRADER_DATA_DIR, which this script reads (a flag given wins). The model's input
+shape comes from the data: 28x28x1 for MNIST and Fashion-MNIST, 32x32x3 for CIFAR-10. On your
+machine a dataset found nowhere locally is downloaded once into the Keras cache (~/.keras/datasets)
+and checked; under the grader nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from tunekit.recorder import ORACLES, Deadline, RecordingTuner, TrialLog
 from tunekit.spaces import GridSpace, Range, RandomSpace, to_keras_tuner
 
 # ---- defaults, in one place -------------------------------------------------------
-PROFILE_DATA = {  # (train examples, validation examples); None = the whole train split, 10% held for validation
+PROFILE_DATA = {  # (train, validation) examples at most (a smaller train split is shared in this proportion);
+    #                None = the whole train split, 10% held for validation
     "quick": (3000, 1000),
     "full": (None, None),
 }
@@ -104,7 +106,7 @@ def run_search(
         seed=config.seed,
         deadline=deadline,
         oracle=oracle,
-        hypermodel=CNNHyperModel(dataset.x_train.shape[1:], 10),
+        hypermodel=CNNHyperModel(dataset.x_train.shape[1:], data.dataset_info(config.dataset).num_classes),
         directory=str(config.out / "tuner"),
         project_name=search,
         overwrite=True,
@@ -129,8 +131,9 @@ def run(config: RunConfig) -> list[dict[str, Any]]:
 
     train_size, val_size = PROFILE_DATA[config.profile]
     dataset = data.load_train_val(config.dataset, data_dir=config.data_dir, train_size=train_size, val_size=val_size,
-                                  seed=config.seed, allow_download=config.allow_download)
-    print(f"data: {len(dataset.x_train)} train / {len(dataset.x_val)} validation images from {dataset.source}")
+                                  seed=config.seed, allow_download=config.allow_download, shrink_to_fit=True)
+    print(f"data: {len(dataset.x_train)} train / {len(dataset.x_val)} validation {config.dataset} images of shape "
+          f"{'x'.join(map(str, dataset.x_train.shape[1:]))} from {dataset.source}")
 
     spaces: dict[str, GridSpace | RandomSpace] = {"grid": grid_search_space(config.profile)}
     spaces["random"] = random_search_space(config.profile)

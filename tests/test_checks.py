@@ -60,8 +60,8 @@ def test_the_reference_run_scores_full_marks_on_the_quick_rubric(tmp_path: Path)
 
 
 UNTOUCHED_TEMPLATE = {  # its stubs raise before anything is written: an empty output dir, a crashed run
-    "files": "0 of 9 required files are present and valid; missing: search_spaces.json, trials.jsonl, comparison.csv "
-             "and 6 more — write each required file into your output dir (GRADER_OUTPUT_DIR) in the format its name "
+    "files": "0 of 9 required files are present and valid; missing: search_spaces.json, trials.jsonl or "
+             "cv_results_*.csv or cv_results_*.json, comparison.csv and 6 more — write each required file into your output dir (GRADER_OUTPUT_DIR) in the format its name "
              "promises",
     "search-space": "no search space could be read (search_spaces.json: file is missing) — write search_spaces.json "
                     "with your grid values and random ranges",
@@ -633,3 +633,13 @@ def test_a_real_run_of_the_untouched_template_scores_zero(tmp_path: Path) -> Non
     assert {k: v for k, v in messages(results).items() if k != "runtime"} == {
         k: v for k, v in UNTOUCHED_TEMPLATE.items() if k != "runtime"}
     assert messages(results)["runtime"] == UNTOUCHED_TEMPLATE["runtime"]
+
+
+def test_an_artifact_written_either_way_counts_once_and_a_missing_one_names_both_ways() -> None:
+    either = {"files": ["trials.jsonl|cv_results_*.csv|cv_results_*.json", "answers.yaml"]}
+    sklearn = evidence(files={"cv_results_grid.csv": None, "cv_results_random.json": None, "answers.yaml": None})
+    assert verdict(judged("artifacts", either, sklearn)) == (10.0, "pass", "all 2 required files are present and valid")
+    assert verdict(judged("artifacts", either, evidence(files={"answers.yaml": None}))) == (
+        5.0, "partial", "1 of 2 required files are present and valid; missing: trials.jsonl or cv_results_*.csv or "
+                        "cv_results_*.json — write each required file into your output dir (GRADER_OUTPUT_DIR) in the "
+                        "format its name promises")

@@ -269,7 +269,7 @@ def test_a_shipped_rubric_is_named_by_its_name_and_a_file_wins_over_a_name(tmp_p
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from grader.rubric import SHIPPED, resolve_rubric, shipped_rubrics
 
-    assert shipped_rubrics() == ("full", "quick")
+    assert shipped_rubrics() == ("cifar10_full", "cifar10_quick", "full", "quick")
     assert resolve_rubric("full") == SHIPPED / "full.json"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "quick").write_text("{}")
@@ -282,4 +282,4 @@ def test_an_unknown_rubric_name_lists_the_shipped_ones(tmp_path: Path) -> None:
     with pytest.raises(RubricError) as err:
         resolve_rubric(tmp_path / "nope.json")
     assert str(err.value) == (f"invalid rubric {tmp_path / 'nope.json'}: cannot read it: no such file, and the "
-                              f"rubrics shipped with the grader are full, quick")
+                              f"rubrics shipped with the grader are cifar10_full, cifar10_quick, full, quick")

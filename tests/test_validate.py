@@ -811,3 +811,11 @@ def test_read_trials_bytes_applies_transform_before_checking() -> None:
     read = validate.read_trials_bytes(jsonl([renamed]).encode(), transform=lambda r: {
         **r, "hyperparameters": {"learning_rate": r["hyperparameters"]["lr"]}})
     assert read.violations == () and read.records[0]["hyperparameters"] == {"learning_rate": 0.01}
+
+
+def test_cv_results_files_stand_for_trials_jsonl_in_a_scikit_learn_output_dir(out: Path) -> None:
+    (out / "trials.jsonl").unlink()
+    header = "mean_fit_time,param_model__learning_rate,param_model__batch_size,mean_test_score\n"
+    (out / "cv_results_grid.csv").write_text(header + "1.5,0.001,32,0.91\n2.0,0.01,32,0.93\n")
+    (out / "cv_results_random.csv").write_text(header + "1.0,0.003,64,0.92\n1.2,0.0005,NaN,0.9\n")
+    assert lines(out) == ["cv_results_random.csv line 3: param_model__batch_size must be a finite number, got 'NaN'"]

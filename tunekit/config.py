@@ -13,8 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from grader.contract import DATASETS, ENV_DATA_DIR, ENV_OUTPUT_DIR, ENV_PROFILE, ENV_SEED, ENV_TIME_BUDGET, PROFILES
+from grader.contract import (
+    DATASETS,
+    ENV_DATA_DIR,
+    ENV_DATASET,
+    ENV_OUTPUT_DIR,
+    ENV_PROFILE,
+    ENV_SEED,
+    ENV_TIME_BUDGET,
+    PROFILES,
+)
 from tunekit.data import may_download
+
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,15 @@ class RunConfig:
 
 
 def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> RunConfig:
-    """Read flags and environment into a RunConfig (flags win over GRADER_* variables)."""
+    """Read flags and environment into a RunConfig (flags win over GRADER_* variables).
+
+    The dataset is --dataset, else GRADER_DATASET (the rubric's dataset, set by the grader), else mnist.
+    """
     env = os.environ
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default=env.get(ENV_OUTPUT_DIR, "outputs"), help="output dir (GRADER_OUTPUT_DIR)")
     parser.add_argument("--profile", choices=PROFILES, default=env.get(ENV_PROFILE, "quick"), help="GRADER_PROFILE")
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
+    parser.add_argument("--dataset", choices=DATASETS, default=env.get(ENV_DATASET) or "mnist", help="GRADER_DATASET")
     parser.add_argument("--time-budget", type=float, default=_float(env.get(ENV_TIME_BUDGET)),
                         help="wall-clock seconds for the whole run (GRADER_TIME_BUDGET_S)")
     parser.add_argument("--seed", type=int, default=int(env.get(ENV_SEED, "0")), help="GRADER_SEED")
@@ -57,6 +70,8 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
     args = parser.parse_args(argv)
     if args.profile not in PROFILES:
         parser.error(f"{ENV_PROFILE} must be one of {', '.join(PROFILES)}, not {args.profile!r}")
+    if args.dataset not in DATASETS:
+        parser.error(f"{ENV_DATASET} must be one of {', '.join(DATASETS)}, not {args.dataset!r}")
     return RunConfig(
         out=Path(args.out),
         profile=args.profile,

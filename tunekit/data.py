@@ -721,11 +721,19 @@ def stratified_indices(
     return train_idx[rng.permutation(len(train_idx))], val_idx[rng.permutation(len(val_idx))]
 
 
-def split_sizes(total: int, *, train_size: int | None, val_size: int | None, val_fraction: float) -> tuple[int, int]:
-    """Decide (train_size, val_size) for a train split of `total` images; bad requests raise ValueError."""
+def split_sizes(total: int, *, train_size: int | None, val_size: int | None, val_fraction: float,
+                shrink_to_fit: bool = False) -> tuple[int, int]:
+    """Decide (train_size, val_size) for a train split of `total` images; bad requests raise ValueError.
+
+    With shrink_to_fit, sizes that ask for more than `total` images are upper bounds: both shrink in the same
+    proportion (validation keeps at least one image), so a small train split is used whole.
+    """
     for label, value in (("train_size", train_size), ("val_size", val_size)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    if shrink_to_fit and train_size is not None and val_size is not None and train_size + val_size > total > 1:
+        val_size = max(1, val_size * total // (train_size + val_size))
+        train_size = total - val_size
     if val_size is None:
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
@@ -748,14 +756,17 @@ def load_train_val(
     val_fraction: float = 0.1,
     seed: int = 0,
     allow_download: bool = False,
+    shrink_to_fit: bool = False,
 ) -> TrainVal:
     """The train split of `name`, cut into stratified train and validation sets; the same seed gives the same arrays.
 
     Without sizes, `val_fraction` of the train split becomes validation and the rest training;
-    `train_size`/`val_size` take stratified subsets instead (the quick profile uses about 3000/1000).
+    `train_size`/`val_size` take stratified subsets instead (the quick profile uses about 3000/1000). With
+    shrink_to_fit they are upper bounds: a train split smaller than both together is shared in their proportion.
     """
     images, labels, files = _load(name, "train", data_dir, allow_download)
-    n_train, n_val = split_sizes(len(labels), train_size=train_size, val_size=val_size, val_fraction=val_fraction)
+    n_train, n_val = split_sizes(len(labels), train_size=train_size, val_size=val_size, val_fraction=val_fraction,
+                                 shrink_to_fit=shrink_to_fit)
     train_idx, val_idx = stratified_indices(labels, train_size=n_train, val_size=n_val, seed=seed)
     return TrainVal(
         x_train=to_float(images[train_idx]),
