@@ -509,12 +509,16 @@ def decide(facts: Facts, *, gpus: str = "auto", per_gpu: int = 1, jobs: int = 1)
     ready = tuple(name for name, found in splits.items() if all(f.found is not None for f in found))
     missing = tuple(name for name in splits if name not in ready)
     rubrics = tuple(r.name for r in facts.rubrics if r.dataset in ready)
+    waiting: dict[str, list[str]] = {}  # a dataset not here -> the shipped rubrics that grade it
     for rubric in facts.rubrics:
         if rubric.problem is not None:
             warnings.append(f"shipped rubric {rubric.name} does not load: {rubric.problem}")
         elif rubric.dataset not in ready:
-            warnings.append(f"shipped rubric {rubric.name} grades {rubric.dataset}, which is not here: grader grade "
-                            "downloads it first, which needs internet")
+            waiting.setdefault(rubric.dataset, []).append(rubric.name)
+    for dataset, waiting_rubrics in waiting.items():
+        many = len(waiting_rubrics) > 1
+        warnings.append(f"shipped rubric{'s' if many else ''} {', '.join(waiting_rubrics)} grade{'' if many else 's'} "
+                        f"{dataset}, which is not here: grader grade downloads it first, which needs internet")
     if not ready:
         first = next((f for f in facts.data if f.found is None), None)
         remedy = f": {first.problem}" if first is not None and first.problem else ""

@@ -226,8 +226,8 @@ def test_no_dataset_with_both_splits_blocks_grading_with_the_loaders_remedy() ->
     assert (plan.datasets, plan.missing_datasets, plan.rubrics) == ((), ("mnist",), ())
     assert plan.blockers == (f"no dataset has both splits here: {MNIST_NOT_FOUND}",)
     assert plan.warnings == (
-        "shipped rubric full grades mnist, which is not here: grader grade downloads it first, which needs internet",
-        "shipped rubric quick grades mnist, which is not here: grader grade downloads it first, which needs internet",
+        "shipped rubrics full, quick grade mnist, which is not here: grader grade downloads it first, which needs "
+        "internet",
     )
     assert not plan.can_grade
     lines = doctor.render(facts, plan)
