@@ -4,7 +4,16 @@ All reading happens here, once, and the checks only judge the frozen `Evidence` 
 returns. Trials come from `trials.jsonl`; when it is missing or holds no usable trial,
 from scikit-learn searches' saved `cv_results_<search>.csv|json` (grader.cv_results);
 else natively from KerasTuner project dirs (`<dir>/oracle.json` with `trial_*/trial.json`,
-COMPLETED trials only). The declared spaces come from `search_spaces.json`,
+COMPLETED trials only), found in the output dir and, as a fallback for tutorial-style
+notebooks that tune into their own folder (`directory="my_dir"`), in the grader's copy
+of the work dir's KerasTuner files (`work_projects`, made by grader.runner through
+grader.harvest); a project in the output dir wins over one of the same search elsewhere.
+A project's search is read from the oracle class the sandbox recorded in its oracle.json
+(grader/gpu_site/grader_fallbacks.py), else from its folder's name, else from its oracle's
+state. Hyperband counts as random search: it samples configurations at random from the
+declared ranges and only spends epochs unevenly (successive halving), so its trials are
+judged as random ones; its bookkeeping values (`tuner/epochs`, `tuner/bracket`...) are not
+hyperparameters and are skipped. The declared spaces come from `search_spaces.json`,
 or from a project's `oracle.json` for a search the file does not usably declare.
 Answers come from `answers.yaml`, or from the notebook cell tagged `answers` when
 there is no such file. The rubric's hyperparameter aliases (`lr` -> `learning_rate`)
@@ -80,6 +89,12 @@ ANSWERS_VARIABLE = "ANSWERS"
 
 Space = GridSpace | RandomSpace
 
+# The oracle class a KerasTuner project ran (recorded in oracle.json by the sandbox's hook) -> the contract's search.
+ORACLE_SEARCHES = {"GridSearchOracle": "grid", "RandomSearchOracle": "random", "HyperbandOracle": "random",
+                   "BayesianOptimizationOracle": "bayesian"}
+ORACLE_CLASS_KEY = "oracle_class"
+TUNER_BOOKKEEPING = "tuner/"  # Hyperband's own values in trial.json (tuner/epochs, tuner/round...)
+
 
 @dataclass(frozen=True)
 class Trial:
@@ -127,6 +142,22 @@ class Trial:
 
 
 @dataclass(frozen=True)
+class TunerProject:
+    """Where one search's KerasTuner project was found, and its best completed trial's folder.
+
+    ``origin`` is "output" (inside the output dir) or "work" (elsewhere in the work dir);
+    ``folder`` and ``best_trial`` are paths relative to that root ('my_dir/intro_to_kt',
+    'my_dir/intro_to_kt/trial_0003'); ``oracle`` is the oracle's class when the sandbox recorded it.
+    """
+
+    search: str
+    origin: str
+    folder: str
+    oracle: str | None = None
+    best_trial: str | None = None
+
+
+@dataclass(frozen=True)
 class Evidence:
     """Everything the checks may judge about one run; built by `gather`, or directly in tests.
 
@@ -150,6 +181,7 @@ class Evidence:
     evaluations: tuple[ModelEvaluation, ...] = ()
     files: Mapping[str, str | None] = field(default_factory=dict)
     problems: tuple[Violation, ...] = ()
+    tuner_projects: Mapping[str, TunerProject] = field(default_factory=dict)
 
     def trials_of(self, search: str) -> tuple[Trial, ...]:
         return tuple(t for t in self.trials if t.search == search)
@@ -188,6 +220,7 @@ def gather(
     notebook: str | os.PathLike[str] | None = None,
     refused: Iterable[tuple[str, str]] = (),
     unread: str | None = None,
+    work_projects: str | os.PathLike[str] | None = None,
 ) -> Evidence:
     """Read one run's output dir into Evidence; never raises for what the submission wrote.
 
@@ -196,7 +229,8 @@ def gather(
     notebook the executed notebook, whose `answers` cell is read when there is no answers.yaml.
     output_dir is the grader's own copy (grader.harvest): refused lists the (display name,
     reason) of each entry it did not copy, which count as files that are not what they claim;
-    unread says why the submission's output dir could not be copied at all.
+    unread says why the submission's output dir could not be copied at all. work_projects is
+    the grader's copy of the KerasTuner files found elsewhere in the work dir (None: none looked for).
     """
     root = Path(output_dir)
     names = dict(aliases or {})
@@ -211,6 +245,7 @@ def gather(
     files, projects, walk_problems = _walk(root)
     problems += walk_problems
     native = [_read_project(root, project, names) for project in projects]
+    native += _work_projects(work_projects, names)
     native = _one_project_per_search(native, problems)
 
     declared, declared_problems = _declared_spaces(root, names)
@@ -268,7 +303,30 @@ def gather(
         evaluations=tuple(evaluations),
         files=statuses,
         problems=tuple(_unique(problems)),
+        tuner_projects={p.search: p.where for p in native if p.search is not None and p.where is not None},
     )
+
+
+def find_tuner_projects(output_dir: str | os.PathLike[str], work_projects: str | os.PathLike[str] | None = None,
+                        aliases: Mapping[str, str] | None = None) -> dict[str, TunerProject]:
+    """Each search's KerasTuner project, as gather reads them (output dir first), without the rest of the evidence."""
+    root = Path(output_dir)
+    found: list[_Project] = []
+    if root.is_dir() and not root.is_symlink():
+        found = [_read_project(root, project, dict(aliases or {})) for project in _walk(root)[1]]
+    found += _work_projects(work_projects, dict(aliases or {}))
+    kept = _one_project_per_search(found, [])
+    return {p.search: p.where for p in kept if p.search is not None and p.where is not None}
+
+
+def _work_projects(work_projects: str | os.PathLike[str] | None, aliases: Mapping[str, str]) -> list[_Project]:
+    """The KerasTuner projects in the grader's copy of the work dir's tuner files (none when it was not made)."""
+    if work_projects is None:
+        return []
+    root = Path(work_projects)
+    if not root.is_dir() or root.is_symlink():
+        return []
+    return [_read_project(root, project, aliases, origin="work") for project in _walk(root)[1]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,9 +562,10 @@ class _Project:
     space_problems: tuple[Violation, ...]
     trials: tuple[Trial, ...]
     trial_problems: tuple[Violation, ...]
+    where: TunerProject | None = None
 
 
-def _read_project(root: Path, folder: Path, aliases: Mapping[str, str]) -> _Project:
+def _read_project(root: Path, folder: Path, aliases: Mapping[str, str], origin: str = "output") -> _Project:
     oracle_file = (folder / "oracle.json").relative_to(root).as_posix()
     oracle, why, _ = _read_json(folder / "oracle.json")
     problems: list[Violation] = []
@@ -550,15 +609,27 @@ def _read_project(root: Path, folder: Path, aliases: Mapping[str, str]) -> _Proj
     space, space_problems = None, []
     if isinstance(oracle, dict):
         space, space_problems = _space_from_oracle(search, oracle, aliases, oracle_file, len(trial_dirs))
-    return _Project(search, oracle_file, space, tuple(problems + space_problems), tuple(trials), tuple(trial_problems))
+    done = [t for t in trials if t.completed]
+    best = max(done, key=lambda t: float(t.val_accuracy or 0.0)) if done else None
+    oracle_class = oracle.get(ORACLE_CLASS_KEY) if isinstance(oracle, dict) else None
+    where = TunerProject(search, origin, folder.relative_to(root).as_posix(),
+                         oracle_class if isinstance(oracle_class, str) and oracle_class in ORACLE_SEARCHES else None,
+                         best.file.rsplit("/", 1)[0] if best is not None else None)
+    return _Project(search, oracle_file, space, tuple(problems + space_problems), tuple(trials), tuple(trial_problems),
+                    where)
 
 
 def search_of_project(project: Path, oracle: Any) -> str | None:
-    """The search a KerasTuner project ran: from its dir name (or its parent's), else from the oracle's state.
+    """The search a KerasTuner project ran: from the oracle class the sandbox recorded in its oracle.json, else from
+    its dir name (or its parent's), else from the oracle's state.
 
-    KerasTuner's oracle.json names no tuner class; only the Bayesian oracle adds its own
-    keys (num_initial_points, alpha, beta), so grid and random need a telling dir name.
+    KerasTuner's own oracle.json names no tuner class (grader/gpu_site/grader_fallbacks.py adds
+    it for runs in the grader's sandbox); only the Bayesian oracle (num_initial_points) and
+    Hyperband (hyperband_iterations, counted as random search) add keys of their own, so grid and
+    random runs outside the sandbox need a telling dir name.
     """
+    if isinstance(oracle, dict) and oracle.get(ORACLE_CLASS_KEY) in ORACLE_SEARCHES:
+        return ORACLE_SEARCHES[oracle[ORACLE_CLASS_KEY]]
     for name in reversed(project.parts):
         lowered = name.lower()
         for word, search in (("grid", "grid"), ("random", "random"), ("bayes", "bayesian")):
@@ -566,6 +637,8 @@ def search_of_project(project: Path, oracle: Any) -> str | None:
                 return search
     if isinstance(oracle, dict) and "num_initial_points" in oracle:
         return "bayesian"
+    if isinstance(oracle, dict) and "hyperband_iterations" in oracle:
+        return "random"
     return None
 
 
@@ -598,6 +671,8 @@ def _native_trial(search: str, doc: Any, rel: str, aliases: Mapping[str, str], u
     hps: dict[str, float] = {}
     for name, value in values.items():
         canonical = aliases.get(name, name)
+        if isinstance(name, str) and name.startswith(TUNER_BOOKKEEPING):
+            continue
         if canonical not in contract.HYPERPARAMETERS:
             unknown.setdefault(name, rel)
         elif not finite_number(value):

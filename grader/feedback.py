@@ -9,6 +9,11 @@ Deciding what is shown is kept apart from drawing it:
   records it is given (the grader passes ``[t.as_record() for t in evidence.trials]`` from
   ``grader.evidence``, so trials read from trials.jsonl and from KerasTuner project folders
   count alike; the submission's tree is never read again here);
+- ``result.fallbacks`` (written by grader.runner) holds the lines saying which of the contract's
+  fallbacks graded this run (keras.datasets
+  answered from the train split, a KerasTuner folder found outside the output dir, a tuner
+  checkpoint evaluated instead of models/best_<search>.keras, the backend switched or missing),
+  shown under "How your submission was read" so a student learns the contract;
 - ``notebook_link`` links the executed notebook's page only when it is the one the
   grader rendered itself (``grader.nbhtml``), never a file the submission wrote;
 - ``render_markdown`` and ``render_html`` turn a ``Feedback`` into text, escaping
@@ -70,6 +75,8 @@ WARN = "\u26a0"
 NO_TRIALS = "No plots: no trials were recorded (in trials.jsonl or a KerasTuner project folder)."
 
 TUNER_SOURCE = "tuner"  # Evidence.trials_source for trials read from KerasTuner project folders
+FALLBACKS_INTRO = ("How your submission was read: it did not follow the submission contract here, and the grader "
+                   "found its way anyway.")
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ class Feedback:
     log: LogExcerpt | None
     notebook: str | None
     run_facts: tuple[tuple[str, str], ...] = ()  # instructor copy only: how the run went, as (what, value) pairs
+    fallbacks: tuple[str, ...] = ()  # the contract's fallbacks that graded this run (result.fallbacks)
 
     @property
     def suspect(self) -> bool:
@@ -307,6 +315,8 @@ def render_markdown(fb: Feedback) -> str:
     out.append("")
     if fb.suspect:
         out += [f"{WARN} **{fb.suspect_text}**", ""]
+    if fb.fallbacks:
+        out += [f"**{FALLBACKS_INTRO}**", ""] + [f"- {md(note)}" for note in fb.fallbacks] + [""]
     if fb.notebook:
         out += [f"Your executed notebook: [{fb.notebook}]({fb.notebook})", ""]
 
@@ -362,6 +372,9 @@ def render_html(fb: Feedback) -> str:
     body.append("<ul>" + "".join(items) + "</ul>")
     if fb.suspect:
         body.append(f'<p class="suspect">{WARN} {e(fb.suspect_text)}</p>')
+    if fb.fallbacks:
+        body.append(f"<p><strong>{e(FALLBACKS_INTRO)}</strong></p><ul>"
+                    + "".join(f"<li>{e(note)}</li>" for note in fb.fallbacks) + "</ul>")
     if fb.notebook:
         body.append(f'<p>Your executed notebook: <a href="{e(fb.notebook)}">{e(fb.notebook)}</a></p>')
 
@@ -429,6 +442,7 @@ def build_feedback(student_dir: Path, result: Result, *, trials: Sequence[Mappin
         log=log_excerpt(student_dir, result, audience),
         notebook=notebook_link(student_dir, result),
         run_facts=run_facts(result) if audience == "instructor" else (),
+        fallbacks=result.fallbacks,
     )
 
 

@@ -151,6 +151,7 @@ class Result:
     checks: tuple[CheckResult, ...] = ()
     score: Score | None = None
     device: Device | None = None  # absent from results written before it existed
+    fallbacks: tuple[str, ...] = ()  # the contract's fallbacks that graded this run, one line each (grader.runner)
 
 
 # ---------------------------------------------------------------- JSON
@@ -222,6 +223,7 @@ def to_json(result: Result) -> dict[str, Any]:
             "cuda_used": result.device.cuda_used,
             "note": result.device.note,
         },
+        **({"fallbacks": list(result.fallbacks)} if result.fallbacks else {}),
     }
 
 
@@ -290,6 +292,7 @@ def from_json(data: Any) -> Result:
         device=None if device is None else Device(kind=device["kind"], name=device["name"],
                                                   memory_mib=device["memory_mib"], frameworks=dict(device["frameworks"]),
                                                   cuda_used=device["cuda_used"], note=device["note"]),
+        fallbacks=tuple(data.get("fallbacks", ())),
     )
 
 

@@ -1,26 +1,38 @@
-"""Runs one submission end to end: stage it, run it sandboxed in its time box, collect its files, evaluate its models."""
+"""Runs one submission end to end: stage it, run it sandboxed in its time box, collect its files, evaluate its models.
+
+A tutorial-style notebook that ignores the contract is still graded, and its feedback says how
+(``result.fallbacks``, which grader.feedback shows as "How your submission was
+read"): a submission that imports tensorflow runs on the TensorFlow backend when it is installed
+(``submission_backend``); keras.datasets' loaders answer from the grader's train split inside the
+sandbox (grader/gpu_site/grader_fallbacks.py, which records it in ``.grader/fallbacks/``);
+KerasTuner projects anywhere in the work dir are copied out (their oracle.json and trial.json
+files only, through grader.harvest) and read by grader.evidence; and when
+``models/best_<search>.keras`` is missing, the best trial's ``checkpoint.keras`` of that search's
+project (saved whole by the same sandbox hook, at most max_model_mb) is evaluated instead.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from grader import __version__
 from grader.checks import run_checks, score
 from grader.contract import SEARCHES, TUNER_DIR, best_model_path
-from grader.evidence import Evidence, gather
+from grader.evidence import Evidence, TunerProject, find_tuner_projects, gather
 from grader.gpus import MAX_REPORT_BYTES, MAX_REPORTS, GpuError, host_gpu, read_device, saw_no_gpu
 from grader.harvest import Harvest, HarvestLimits, harvest, remove_tree
 from grader.nbhtml import write_notebook_html
-from grader.parse import load_json
+from grader.parse import BoundedParseError, load_json
 from grader.protocol import EvalReport, RunSummary
 from grader.result import Artifact, Device, Isolation, ModelEvaluation, Result, Slot, Timings
 from grader.rubric import Rubric
@@ -30,7 +42,9 @@ from grader.session import (
     EVAL_PREDICTIONS,
     EVAL_REPORT,
     EXECUTED_NOTEBOOK,
+    NOTEBOOK_SUBDIR,
     NOTEBOOK_SUMMARY,
+    OUTPUT_SUBDIR,
     Layout,
     SessionSettings,
     plan_evaluation,
@@ -38,6 +52,7 @@ from grader.session import (
 )
 from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
 from grader.text import one_line
+from grader.validate import FileProblem, read_regular
 
 REQUIRED_MODELS = ("grid", "random")  # always reported, missing or not; other searches only when exported
 NOTEBOOK_COPY = "notebook.executed.ipynb"  # next to result.json: the executed notebook, as copied out
@@ -49,6 +64,18 @@ NOTEBOOK_LIMITS = HarvestLimits(max_files=100, max_depth=1, max_file_bytes=64 * 
 CHILD_LIMITS = HarvestLimits(max_files=100, max_depth=1, max_total_bytes=64 * 2**20)
 DEVICE_LIMITS = HarvestLimits(max_files=MAX_REPORTS, max_depth=1, max_file_bytes=MAX_REPORT_BYTES,
                               max_total_bytes=MAX_REPORTS * MAX_REPORT_BYTES)
+# KerasTuner projects elsewhere in the work dir: only oracle.json and trial.json files, a project at most 3 folders down.
+WORK_TUNER_LIMITS = HarvestLimits(max_files=5000, max_depth=6, max_file_bytes=4 * 2**20, max_total_bytes=64 * 2**20)
+TUNER_FILES = ("oracle.json", "trial.json")
+CHECKPOINT = "checkpoint.keras"  # a trial's best epoch, saved whole by grader/gpu_site/grader_fallbacks.py
+FALLBACK_RECORDS = "fallbacks"  # .grader/fallbacks/<pid>.json: what the sandbox's hook intercepted
+FALLBACK_LIMITS = HarvestLimits(max_files=MAX_REPORTS, max_depth=1, max_file_bytes=64 * 1024,
+                                max_total_bytes=MAX_REPORTS * 64 * 1024)
+MAX_ENTRY_BYTES = 16 * 2**20  # an entry point read to see whether it imports tensorflow
+TENSORFLOW = "tensorflow"
+TF_MISSING = ("the submission imports tensorflow, which is not installed on the grading machine: "
+              "pip install 'cnn-tuning-grader[tf]'")
+_IMPORTS_TF = re.compile(r"^\s*(?:import\s+tensorflow\b|from\s+tensorflow\b)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -95,17 +122,22 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     layout = job.layout
     reset_layout(layout)
 
+    backend = BackendChoice(job.settings.backend)
+
     def finish(status: str, message: str, *, exit_code: int | None = None, signal: int | None = None,
                entry_point: str | None = None, run_s: float = 0.0, evaluation_s: float = 0.0,
                isolation: Isolation | None = None, collected: Collected | None = None,
                evaluations: tuple[ModelEvaluation, ...] = (), device: Device | None = None) -> Graded:
         notebook = layout.collected_notebook / EXECUTED_NOTEBOOK
         found = collected.outputs if collected is not None else None
+        if backend.problem:
+            message = f"{message}; {backend.problem}"
         evidence = gather(layout.collected_outputs, aliases=job.rubric.aliases, run_status=status,
                           run_message=message, evaluations=evaluations,
                           notebook=notebook if notebook.is_file() else None,
                           refused=[(r.display, r.reason) for r in found.refused] if found else (),
-                          unread=found.problem if found else None)
+                          unread=found.problem if found else None,
+                          work_projects=collected.work_projects if collected is not None else None)
         checks = run_checks(job.rubric, evidence)
         result = Result(
             schema_version=1,
@@ -129,6 +161,7 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
             checks=checks,
             score=score(checks),
             device=device,
+            fallbacks=fallback_notes(backend, collected, evidence, evaluations),
         )
         return Graded(result, evidence)
 
@@ -144,6 +177,10 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     layout.outputs.mkdir(parents=True, exist_ok=True)
     layout.logs.mkdir(parents=True, exist_ok=True)
     remove_tree(layout.device_reports)  # only what this run's processes report counts, never a staged copy
+    remove_tree(layout.notebook_files / FALLBACK_RECORDS)
+    backend = submission_backend(layout.work / entry, job.settings.backend)
+    if backend.backend != job.settings.backend:  # this run (and its models' evaluation) only
+        job = replace(job, settings=replace(job.settings, backend=backend.backend))
     try:
         run = run_sandboxed(plan_submission(layout, entry, slot, job.settings))
     except (SandboxUnavailableError, SandboxSpecError, GpuError, OSError) as exc:  # GpuError: a slot's GPU is gone
@@ -158,7 +195,7 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
     if collected.notebook_executed:
         _keep_notebook(layout)
     eval_started = time.monotonic()
-    evaluations = tuple(evaluate_models(layout, slot, job, collected.outputs))
+    evaluations = tuple(evaluate_models(layout, slot, job, collected.outputs, collected.work_projects))
     return finish(status, message, exit_code=run.exit_code, signal=run.signal, entry_point=entry,
                   run_s=run.wall_seconds, evaluation_s=time.monotonic() - eval_started, isolation=isolation,
                   collected=collected, evaluations=evaluations,
@@ -176,6 +213,8 @@ class Collected:
     summary: RunSummary | None
     summary_problem: str | None
     notebook_executed: bool
+    work_projects: Path | None = None  # the grader's copy of the work dir's KerasTuner files (grader.evidence reads it)
+    datasets: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # load_data() answered: (train, held back)
 
 
 def _outputs_kept(rel: str) -> bool:
@@ -207,7 +246,44 @@ def collect(layout: Layout, *, notebook: bool, disk_bytes: int | None = None) ->
             summary = RunSummary.from_json(load_json(raw))
         except (OSError, ValueError) as exc:
             problem = f"the notebook runner's summary is unreadable: {exc}"
-    return Collected(outputs, summary, problem, EXECUTED_NOTEBOOK in kept)
+    return Collected(outputs, summary, problem, EXECUTED_NOTEBOOK in kept, collect_work_projects(layout),
+                     collect_datasets(layout))
+
+
+def _work_tuner_kept(rel: str) -> bool:
+    """In the work dir: folders but the output dir (copied on its own), the grader's and hidden ones; tuner JSON files."""
+    if rel.endswith("/"):
+        parts = rel.rstrip("/").split("/")
+        return not (parts[0] in (OUTPUT_SUBDIR, NOTEBOOK_SUBDIR) or any(p.startswith(".") or p == "__pycache__"
+                                                                          for p in parts))
+    return rel.rsplit("/", 1)[-1] in TUNER_FILES
+
+
+def collect_work_projects(layout: Layout) -> Path:
+    """Copy the oracle.json and trial.json files found in the work dir, outside the output dir, out of the sandbox's
+    tree (a tutorial's ``directory="my_dir"``); returns the copy, which grader.evidence walks for projects."""
+    found = harvest(layout.work, layout.collected / "work", limits=WORK_TUNER_LIMITS, keep=_work_tuner_kept,
+                    within=layout.root)
+    return found.root
+
+
+def collect_datasets(layout: Layout) -> dict[str, tuple[int, int]]:
+    """Which keras.datasets loaders the sandbox's hook answered, with the images given as train and as held back."""
+    found = harvest(layout.notebook_files / FALLBACK_RECORDS, layout.collected / FALLBACK_RECORDS,
+                    limits=FALLBACK_LIMITS, keep=lambda rel: rel.endswith(".json"), within=layout.root)
+    out: dict[str, tuple[int, int]] = {}
+    for f in found.files:
+        try:
+            doc = load_json((found.root / f.rel).read_bytes(), max_bytes=64 * 1024)
+        except (OSError, BoundedParseError, ValueError):
+            continue
+        datasets = doc.get("datasets") if isinstance(doc, dict) else None
+        for name, sizes in (datasets.items() if isinstance(datasets, dict) else ()):
+            if name in ("mnist", "fashion_mnist", "cifar10") and isinstance(sizes, dict):
+                train, held = sizes.get("train"), sizes.get("held_back")
+                if isinstance(train, int) and isinstance(held, int) and not isinstance(train, bool):
+                    out[name] = (train, held)
+    return out
 
 
 def collect_device(layout: Layout) -> Device | None:
@@ -312,22 +388,64 @@ def _stderr_hint(run: SandboxResult) -> str:
 # ---------------------------------------------------------------- evaluating the exported models
 
 
-def evaluate_models(layout: Layout, slot: Slot, job: Job, outputs: Harvest) -> list[ModelEvaluation]:
-    """Evaluate every exported best model on the held-out test split, each in its own sandbox and time box."""
+def evaluate_models(layout: Layout, slot: Slot, job: Job, outputs: Harvest,
+                    work_projects: Path | None = None) -> list[ModelEvaluation]:
+    """Evaluate every exported best model on the held-out test split, each in its own sandbox and time box.
+
+    A search whose models/best_<search>.keras was not written at all, but whose KerasTuner project
+    has a completed trial, has that project's best trial's checkpoint.keras evaluated instead (its
+    ModelEvaluation's path names the checkpoint, as the submission's tree shows it).
+    """
     copied = {f.rel: f.bytes for f in outputs.files}
     refused = {r.display: r.reason for r in outputs.refused}
+    unwritten = [best_model_path(s) not in copied and best_model_path(s) not in refused for s in SEARCHES]
+    projects = (find_tuner_projects(outputs.root, work_projects, job.rubric.aliases)
+                if any(unwritten) and not outputs.stopped else {})
     evaluations = []
     for search in SEARCHES:
         rel = best_model_path(search)
+        project = projects.get(search)
+        if project is not None and project.best_trial is not None and rel not in copied and rel not in refused:
+            started = time.monotonic()
+            source, shown, error = collect_checkpoint(layout, project, job.max_model_bytes)
+            accuracy = None
+            if source is not None:
+                accuracy, error = _evaluate_one(layout, slot, job, search, source, shown)
+            evaluations.append(ModelEvaluation(search, shown, accuracy, len(job.test.labels), error,
+                                               round(time.monotonic() - started, 3)))
+            continue
         if search not in REQUIRED_MODELS and rel not in copied and rel not in refused:
             continue
         started = time.monotonic()
         accuracy, error = None, _refuse_model(rel, copied, refused, job.max_model_bytes, outputs.stopped)
         if error is None:
-            accuracy, error = _evaluate_one(layout, slot, job, search)
+            accuracy, error = _evaluate_one(layout, slot, job, search, layout.collected_outputs / rel, rel)
         evaluations.append(ModelEvaluation(search, rel, accuracy, len(job.test.labels), error,
                                            round(time.monotonic() - started, 3)))
     return evaluations
+
+
+def checkpoint_shown(project: TunerProject) -> str:
+    """The best trial's checkpoint as the submission's folder shows it: 'my_dir/p/trial_3/checkpoint.keras'."""
+    prefix = f"{OUTPUT_SUBDIR}/" if project.origin == "output" else ""
+    return f"{prefix}{project.best_trial}/{CHECKPOINT}"
+
+
+def collect_checkpoint(layout: Layout, project: TunerProject, max_bytes: int) -> tuple[Path | None, str, str | None]:
+    """Copy the best trial's checkpoint.keras (at most max_bytes) out of the sandbox's tree: (copy, shown, error)."""
+    shown = checkpoint_shown(project)
+    base = layout.outputs if project.origin == "output" else layout.work
+    found = harvest(base / str(project.best_trial), layout.collected / "checkpoints" / project.search,
+                    limits=HarvestLimits(max_files=100, max_depth=1, max_file_bytes=max_bytes,
+                                         max_total_bytes=max_bytes),
+                    keep=lambda rel: rel == CHECKPOINT, within=layout.root)
+    if any(f.rel == CHECKPOINT for f in found.files):
+        return found.root / CHECKPOINT, shown, None
+    reason = next((r.reason for r in found.refused if r.display == CHECKPOINT), None)
+    if reason is not None:
+        return None, shown, f"{shown} was not read: it {reason}"
+    return None, shown, (f"{best_model_path(project.search)} was not written, and the best trial's folder "
+                         f"{shown.rsplit('/', 1)[0]} holds no {CHECKPOINT} (KerasTuner itself saves only weights)")
 
 
 def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str], max_bytes: int,
@@ -349,11 +467,13 @@ def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str
     return None
 
 
-def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str) -> tuple[float | None, str | None]:
-    """Run one model's evaluation child in its own sandbox; its accuracy, or None and the reason."""
+def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str, source: Path, shown: str
+                  ) -> tuple[float | None, str | None]:
+    """Run one model's evaluation child in its own sandbox on the grader's copy `source` of the model the submission
+    shows as `shown`; its accuracy, or None and the reason."""
     folder = layout.evaluation_of(search)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(layout.collected_outputs / best_model_path(search), folder / EVAL_MODEL)
+    shutil.copyfile(source, folder / EVAL_MODEL)
     spec = plan_evaluation(layout, search, slot, job.settings, job.test.images)
     try:
         run = run_sandboxed(spec)
@@ -376,7 +496,7 @@ def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str) -> tuple[fl
     except (OSError, ValueError) as exc:
         return None, one_line(f"the evaluation report is unreadable: {exc}", 300)
     if report.error is not None:  # the grader's own paths are no business of the student's
-        return None, one_line(report.error.replace(str(folder / EVAL_MODEL), best_model_path(search)), 300)
+        return None, one_line(report.error.replace(str(folder / EVAL_MODEL), shown), 300)
     if EVAL_PREDICTIONS not in kept:
         return None, "the evaluation left no predictions"
     return _accuracy(found.root / EVAL_PREDICTIONS, job.test.labels)
@@ -431,3 +551,80 @@ def _isolation_details(settings: SessionSettings, run: SandboxResult) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------- the contract's fallbacks
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The KERAS_BACKEND one submission runs on; why it differs from the batch's, or what it lacks."""
+
+    backend: str
+    note: str | None = None  # the backend was switched for this submission, and why
+    problem: str | None = None  # the submission needs a backend this machine lacks (added to result.message)
+
+
+def imports_tensorflow(entry: Path) -> bool:
+    """Whether the staged entry point (a script, or a notebook's code cells) imports tensorflow; read within bounds."""
+    try:
+        data = read_regular(entry, MAX_ENTRY_BYTES)
+    except FileProblem:
+        return False
+    text = data.decode("utf-8", "replace")
+    if entry.suffix == ".ipynb":
+        try:
+            doc = load_json(data, max_bytes=MAX_ENTRY_BYTES, max_int_digits=1000, max_depth=10_000)
+        except BoundedParseError:
+            return False
+        cells = doc.get("cells") if isinstance(doc, dict) else None
+        sources = [c.get("source", "") for c in (cells if isinstance(cells, list) else [])
+                   if isinstance(c, dict) and c.get("cell_type") == "code"]
+        text = "\n".join("".join(x for x in src if isinstance(x, str)) if isinstance(src, list)
+                         else src if isinstance(src, str) else "" for src in sources)
+    return _IMPORTS_TF.search(text) is not None
+
+
+def tensorflow_installed() -> bool:
+    """Whether tensorflow can be imported here (located, never imported: the grader imports no framework)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(TENSORFLOW) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def submission_backend(entry: Path, default: str) -> BackendChoice:
+    """The backend a submission runs on: TensorFlow when its entry point imports tensorflow and it is installed, the
+    batch's --backend otherwise (with the line saying how to install it when it is missing)."""
+    if default == TENSORFLOW or not imports_tensorflow(entry):
+        return BackendChoice(default)
+    if tensorflow_installed():
+        return BackendChoice(TENSORFLOW, note=f"Ran on the TensorFlow backend instead of {default}: your code imports "
+                                              "tensorflow (KERAS_BACKEND=tensorflow for this submission).")
+    return BackendChoice(default, problem=TF_MISSING)
+
+
+def fallback_notes(backend: BackendChoice, collected: Collected | None, evidence: Evidence,
+                   evaluations: Sequence[ModelEvaluation]) -> tuple[str, ...]:
+    """One line per fallback the grading used, saying what the contract asks instead (for the feedback)."""
+    notes = [n for n in (backend.note, backend.problem and f"{backend.problem[0].upper()}{backend.problem[1:]}.") if n]
+    for name, (train, held) in sorted((collected.datasets if collected is not None else {}).items()):
+        notes.append(f"keras.datasets.{name}.load_data() was answered by the grader (there is no network): "
+                     f"{train} images of its train split to train on and {held} more held back from it as the "
+                     f"\"test\" pair; the real test split stays with the grader. The contract: read the train "
+                     f"split from GRADER_DATA_DIR (tunekit.data).")
+    for search, project in sorted(evidence.tuner_projects.items()):
+        if project.origin != "work":
+            continue
+        oracle = f" ({project.oracle}, graded as the {search} search)" if project.oracle else ""
+        notes.append(f"The {search} search's trials were read from the KerasTuner folder {project.folder}{oracle}, "
+                     f"found outside your output folder: the contract asks for trials.jsonl in it.")
+    for ev in evaluations:
+        if ev.path != best_model_path(ev.search):
+            notes.append(f"The {ev.search} search's model was evaluated from {ev.path}, its best trial's "
+                         f"checkpoint: the contract asks you to save it as {best_model_path(ev.search)}.")
+    return tuple(one_line(n, 400) for n in notes)
+
+

@@ -5,8 +5,10 @@ file at start-up. It imports no framework itself: an import hook waits for the j
 torch or tensorflow and then applies the share the grader set (GRADER_GPU_MEMORY_FRACTION,
 GRADER_GPU_MEMORY_MIB). At exit, a process that imported torch, tensorflow or jax writes one small
 JSON report, ``$GRADER_DEVICE_REPORT_DIR/<pid>.json``: the frameworks, whether CUDA was available,
-the device's name and memory, and whether the job put memory on it. Nothing here may ever fail
-the student's program: every step is guarded, and a problem is only recorded in the report.
+the device's name and memory, and whether the job put memory on it. It also installs
+grader_fallbacks (beside it: keras.datasets' loaders answered from the grader's train split,
+KerasTuner checkpoints saved whole). Nothing here may ever fail the student's program: every step
+is guarded, and a problem is only recorded in the report.
 """
 
 import atexit
@@ -153,6 +155,12 @@ def _install():
         if os.environ.get("GRADER_GPU_MEMORY_FRACTION"):
             sys.meta_path.insert(0, _CapOnImport())
         atexit.register(_write_report)
+    except Exception:  # noqa: BLE001
+        pass
+    try:  # Keras' dataset loaders and KerasTuner's checkpoints, patched when the job imports them
+        import grader_fallbacks
+
+        grader_fallbacks.install()
     except Exception:  # noqa: BLE001
         pass
 
