@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from grader.contract import SEARCHES
 from grader.errors import GraderError
 from grader.feedback import visible_checks
 from grader.jsonio import write_json_atomic
@@ -65,7 +66,7 @@ NOTHING_EARNED = "No points earned yet"  # the placeholder tests of an empty run
 NOTHING_MISSED = "Every point earned"
 CLASSROOM_OUTPUT_NAME = "result"
 MAX_MESSAGE_CHARS = 1000  # the payload travels in an environment variable: keep each message short
-LEADERBOARD_SEARCHES = (("grid", "test accuracy (grid)"), ("random", "test accuracy (random)"))
+LEADERBOARD_SEARCHES = tuple((search, f"test accuracy ({search})") for search in SEARCHES)  # those evaluated
 
 # Our check visibility -> Gradescope's (Gradescope also knows "after_published", which we never produce).
 GRADESCOPE_VISIBILITY = {"visible": "visible", "hidden": "hidden", "after_due_date": "after_due_date"}
