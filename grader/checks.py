@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from grader import contract
-from grader.evidence import Evidence, Trial
+from grader.evidence import Evidence, Trial, same_value
 from grader.jsonio import finite_number
 from grader.parse import escaped_line, show_int, show_value
 from grader.result import CheckResult, Score
@@ -326,6 +326,121 @@ def _not_sampled(space: RandomSpace, name: str, trials: Sequence[Trial], share: 
 
 
 # ---------------------------------------------------------------------------------------------
+# bayesian_coverage
+
+
+@judge("bayesian_coverage")
+def judge_bayesian_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Enough completed Bayesian trials, inside the declared ranges, its later trials nearer its best than random's; a
+    third each.
+
+    The concentration measure, for a search: take its completed trials inside its declared ranges, in the order they
+    were recorded, and its best trial (highest val accuracy, the first on a tie). Each range maps a value to [0, 1]:
+    (v - min) / (max - min) for a linear float or int range, the same on log(v) for a log range, and the value's
+    position among the declared values (index / (count - 1)) for a choice of numbers; a choice of anything else
+    gives 0 when equal and 1 when not. The distance of a trial to the best is the Euclidean distance over the ranged
+    hyperparameters both have, divided by the square root of their number (so it lies in [0, 1]). The measure is the
+    mean distance to the best of the later half of the trials (the last ceil(n / 2), the best trial left out). The
+    third part passes when the Bayesian search's measure is at most the random search's minus `margin` (default 0);
+    each search is measured in its own declared ranges, and each needs 3 such trials.
+    """
+    need = int(params["min_trials"])
+    margin = float(params.get("margin", 0.0))
+    space = ev.spaces.get("bayesian")
+    if not isinstance(space, RandomSpace):
+        return Verdict(0.0, _say([f"no bayesian search ranges could be read ({_why_no_spaces(ev)})"] + _trial_note(ev),
+                                 f"declare your bayesian search's ranges in {contract.SEARCH_SPACES_FILE} and run at "
+                                 f"least {need} Bayesian optimisation trials over them"))
+    done = ev.completed_of("bayesian")
+    inside = [t for t in done if not t.outside]
+    count_part = min(1.0, len(inside) / need)
+    range_part = len(inside) / len(done) if done else 0.0
+    found = [f"{len(inside)} completed bayesian trial{_s(len(inside))} inside the declared ranges (needs {need})"]
+    actions = []
+    if count_part < 1.0:
+        actions.append(f"run at least {need} Bayesian optimisation trials")
+    outside = [t for t in done if t.outside]
+    if outside:
+        first = outside[0]
+        found.append(f"{len(outside)} of {len(done)} completed trials lie outside the declared ranges (first: trial "
+                     f"{escaped_line(first.trial_id, 40)}, {first.source}: {', '.join(first.outside)})")
+        actions.append("sample only from your declared bayesian ranges")
+    mine = concentration(space, inside)
+    rand_space = ev.spaces.get("random")
+    theirs = (concentration(rand_space, [t for t in ev.completed_of("random") if not t.outside])
+              if isinstance(rand_space, RandomSpace) else None)
+    if not isinstance(rand_space, RandomSpace):
+        found.append("no random search ranges could be read, so there is nothing to hold its concentration against")
+        actions.append(f"declare your random search's ranges in {contract.SEARCH_SPACES_FILE} and run it too")
+        concentration_part = 0.0
+    elif mine is None or theirs is None:
+        lacking = [s for s, m in (("bayesian", mine), ("random", theirs)) if m is None]
+        found.append(f"the {' and '.join(lacking)} search{'es have' if len(lacking) > 1 else ' has'} fewer than "
+                     f"{MIN_CONCENTRATION_TRIALS} completed trials inside declared ranges, so its concentration "
+                     "cannot be measured")
+        actions.append("run both the random and the Bayesian search with several trials each")
+        concentration_part = 0.0
+    else:
+        concentration_part = 1.0 if mine <= theirs - margin + 1e-12 else 0.0
+        shown = (f"its later trials lie {mine:.3f} from its best on average against {theirs:.3f} for random search"
+                 + (f" (needs {margin:g} less)" if margin else ""))
+        found.append(shown)
+        if not concentration_part:
+            actions.append("let the Bayesian optimiser use its earlier trials (fewer initial random points, "
+                           "BayesianOptimization rather than random sampling)")
+    fraction = (count_part + range_part + concentration_part) / 3
+    if fraction >= 1.0:
+        return Verdict(1.0, "; ".join(found))
+    return Verdict(fraction, _say([*found, *_trial_note(ev)], ", ".join(actions)))
+
+
+MIN_CONCENTRATION_TRIALS = 3  # a best trial and at least one later trial besides it
+
+
+def concentration(space: RandomSpace, trials: Sequence[Trial]) -> float | None:
+    """The mean normalised distance of the later half of trials to the best of them (judge_bayesian_coverage says
+    how); None with fewer than MIN_CONCENTRATION_TRIALS trials or nothing to measure."""
+    if len(trials) < MIN_CONCENTRATION_TRIALS:
+        return None
+    best = max(trials, key=lambda t: float(t.val_accuracy or 0.0))
+    later = [t for t in trials[len(trials) // 2:] if t is not best]
+    distances = [d for t in later if (d := _distance(space, t, best)) is not None]
+    return sum(distances) / len(distances) if distances else None
+
+
+def _distance(space: RandomSpace, a: Trial, b: Trial) -> float | None:
+    """The Euclidean distance of two trials over the ranges both have values for, each mapped to [0, 1], over
+    sqrt(their number); None when they share none."""
+    parts = []
+    for name, rng in space.ranges.items():
+        x, y = _position(rng, a.hyperparameters.get(name)), _position(rng, b.hyperparameters.get(name))
+        if x is not None and y is not None:
+            parts.append((x - y) ** 2)
+        elif rng.type == "choice" and name in a.hyperparameters and name in b.hyperparameters:
+            parts.append(0.0 if same_value(a.hyperparameters[name], b.hyperparameters[name]) else 1.0)
+    return math.sqrt(sum(parts) / len(parts)) if parts else None
+
+
+def _position(rng: Any, value: Any) -> float | None:
+    """Where value lies in its range, from 0 to 1 (linear or log as declared; a numeric choice by its rank); None
+    when that cannot be said (a missing or non-numeric value, a choice of non-numbers)."""
+    if not finite_number(value):
+        return None
+    if rng.type == "choice":
+        numbers = sorted({float(v) for v in rng.values if finite_number(v)})
+        if len(numbers) != len(rng.values) or not numbers:
+            return None
+        index = next((i for i, v in enumerate(numbers) if same_value(v, value)), None)
+        return None if index is None else (index / (len(numbers) - 1) if len(numbers) > 1 else 0.0)
+    low, high, v = float(rng.min), float(rng.max), float(value)
+    if rng.sampling == "log":
+        if low <= 0 or v <= 0:
+            return None
+        low, high, v = math.log(low), math.log(high), math.log(v)
+    return min(1.0, max(0.0, (v - low) / (high - low))) if high > low else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
 # accuracy_threshold
 
 
@@ -459,7 +574,7 @@ def judge_answer_choice(params: Mapping[str, Any], ev: Evidence) -> Verdict:
     if against == "ranking":
         return _judge_ranking(key, answer, ev, int(params.get("k", 3)))
     if against == "better_search":
-        return _judge_better_search(key, answer, ev, float(params.get("margin", 0.0)))
+        return _judge_better_search(key, answer, ev, float(params.get("margin", 0.0)), params.get("searches"))
     accepted = [str(v).strip().lower() for v in params["accepted"]]
     if str(answer).strip().lower() in accepted:
         return Verdict(1.0, f"{key}: {answer} is accepted")
@@ -503,20 +618,27 @@ def _judge_ranking(key: str, answer: Any, ev: Evidence, k: int) -> Verdict:
                                   "order the ranking by the share of variance each hyperparameter explains in your trials"))
 
 
-def _judge_better_search(key: str, answer: Any, ev: Evidence, margin: float) -> Verdict:
-    best = {s: ev.best_of(s) for s in ("grid", "random")}
+def _judge_better_search(key: str, answer: Any, ev: Evidence, margin: float, searches: Sequence[str] | None) -> Verdict:
+    """The answer names the search whose best completed trial has the highest val accuracy (within margin) among
+    `searches`: by default grid, random, and bayesian when the submission ran it."""
+    names = list(searches or [s for s in contract.SEARCHES if s != "bayesian" or ev.trials_of(s)])
+    choices = _or(names)
+    best = {s: ev.best_of(s) for s in names}
     if not isinstance(answer, str) or answer not in best:
-        return Verdict(0.0, _say([f"{key}: {_quote(answer)} is not grid or random"], "answer grid or random"))
+        return Verdict(0.0, _say([f"{key}: {_quote(answer)} is not {choices}"], f"answer {choices}"))
     lacking = [s for s, b in best.items() if b is None]
     if lacking:
-        return Verdict(0.0, _say([f"{key}: the {' and '.join(lacking)} search has no completed trial, so {answer} "
-                                  "cannot be checked"], "run both searches to completion"))
+        every = "both searches" if len(names) == 2 else "every search"
+        return Verdict(0.0, _say([f"{key}: the {' and '.join(lacking)} search{'es have' if len(lacking) > 1 else ' has'} "
+                                  f"no completed trial, so {answer} cannot be checked"], f"run {every} to completion"))
     acc = {s: float(b.val_accuracy or 0.0) for s, b in best.items() if b is not None}
-    other = "random" if answer == "grid" else "grid"
-    shown = f"{answer} {acc[answer]:.4f} against {other} {acc[other]:.4f} best val accuracy"
-    if acc[answer] >= acc[other] - margin:
+    others = [s for s in names if s != answer]
+    ahead = max(others, key=lambda s: acc[s])
+    shown = (f"{answer} {acc[answer]:.4f} against " + ", ".join(f"{s} {acc[s]:.4f}" for s in others)
+             + " best val accuracy")
+    if acc[answer] >= acc[ahead] - margin:
         return Verdict(1.0, f"{key}: {answer}, as your trials show ({shown})")
-    return Verdict(0.0, _say([f"{key}: you answered {answer}, but your trials show {other} ahead ({shown})"],
+    return Verdict(0.0, _say([f"{key}: you answered {answer}, but your trials show {ahead} ahead ({shown})"],
                              "answer from your own trials"))
 
 
@@ -691,6 +813,11 @@ def _listed(items: Sequence[str], *, sep: str = ", ") -> str:
 def _and(items: Sequence[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def _or(items: Sequence[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return " or ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + f" or {items[-1]}"
 
 
 def _key(value: Any) -> Any:

@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check_out = verbs.add_parser("validate-output", help="check an output dir against submission contract v1")
     check_out.add_argument("path", type=Path)
+    check_out.add_argument("--searches", default="grid,random",
+                           help="comma-separated searches whose best model must be exported, of grid, random and "
+                                "bayesian (default: grid,random)")
 
     check_rubric = verbs.add_parser("validate-rubric", help="check a rubric file against rubric v1")
     check_rubric.add_argument("path", help="a rubric file or a shipped rubric's name")
@@ -198,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "validate-output":
         from grader import validate
 
-        return validate.main([str(args.path)])
+        return validate.main([str(args.path), "--searches", args.searches])
     if args.verb == "validate-rubric":
         from grader.rubric import RubricError, load_rubric
 

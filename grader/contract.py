@@ -11,13 +11,15 @@ ENV_PROFILE = "GRADER_PROFILE"
 ENV_TIME_BUDGET = "GRADER_TIME_BUDGET_S"
 ENV_SEED = "GRADER_SEED"
 ENV_DATASET = "GRADER_DATASET"  # the rubric's dataset (mnist, fashion_mnist, cifar10)
+ENV_SEARCHES = "GRADER_SEARCHES"  # the rubric's searches, comma-separated: grid,random or grid,random,bayesian
 
 PROFILES = ("quick", "full")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 SEARCHES = ("grid", "random", "bayesian")
 
-# Canonical hyperparameter names, in the order tables and reports show them.
-HYPERPARAMETERS = ("learning_rate", "batch_size", "epochs", "filters", "kernel_size", "dropout", "l2")
+# Canonical hyperparameter names, in the order tables and reports show them. l1 and l2 are the factors of the L1 and
+# L2 kernel penalties (0 = none; both above 0 = elastic net).
+HYPERPARAMETERS = ("learning_rate", "batch_size", "epochs", "filters", "kernel_size", "dropout", "l1", "l2")
 
 # Files a submission leaves in its output dir.
 SEARCH_SPACES_FILE = "search_spaces.json"
@@ -55,6 +57,9 @@ COMPARISON_COLUMNS = (
     "total_train_seconds",
     *HYPERPARAMETERS,
 )
+# Columns a v1 comparison.csv may leave out, the rest in the same order: l1 joined the contract after the first v1
+# files were written, so a header without it is still v1 (its cells read as empty).
+OPTIONAL_COMPARISON_COLUMNS = ("l1",)
 
 # Trial statuses, as KerasTuner names them.
 TRIAL_STATUSES = ("COMPLETED", "FAILED", "INVALID", "STOPPED")

@@ -837,7 +837,8 @@ def _comparison(root: Path, trial_searches: set[str] | None
         search = row.get("search")
         if search is not None and search not in out:
             out[search] = row
-    missing = [c for c in contract.COMPARISON_COLUMNS if c not in header]
+    missing = [c for c in contract.COMPARISON_COLUMNS
+               if c not in header and c not in contract.OPTIONAL_COMPARISON_COLUMNS]
     status = f"lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else None
     return out, problems, status
 

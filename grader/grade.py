@@ -115,6 +115,7 @@ def main(
     settings = SessionSettings(
         profile=profile or spec.profile,
         dataset=spec.dataset,
+        searches=spec.searches,
         time_limit_s=float(time_limit or spec.time_limit_s),
         seed=0,
         backend=backend,

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from grader.jsonio import schema_errors
+from grader.contract import SEARCHES
 from grader.errors import GraderError
+from grader.jsonio import schema_errors
 
 SHIPPED = Path(__file__).resolve().parent / "rubrics"  # package data: `--rubric quick` means SHIPPED/quick.json
+DEFAULT_SEARCHES = ("grid", "random")  # the searches a rubric asks for when it names none
 
 
 class RubricError(GraderError, ValueError):
@@ -37,7 +39,10 @@ class Check:
 
 @dataclass(frozen=True)
 class Rubric:
-    """A whole rubric, plus the hash that decides whether earlier results still stand."""
+    """A whole rubric, plus the hash that decides whether earlier results still stand.
+
+    ``searches`` are the searches the submission is asked to run (GRADER_SEARCHES), in the contract's order.
+    """
 
     path: Path
     assignment: str
@@ -50,6 +55,7 @@ class Rubric:
     checks: tuple[Check, ...]
     raw: Mapping[str, Any]
     hash: str
+    searches: tuple[str, ...] = DEFAULT_SEARCHES
 
     @property
     def max_points(self) -> float:
@@ -123,4 +129,5 @@ def load_rubric(path: str | Path) -> Rubric:
         checks=checks,
         raw=doc,
         hash="sha256:" + hashlib.sha256(canonical.encode()).hexdigest(),
+        searches=tuple(s for s in SEARCHES if s in doc.get("searches", DEFAULT_SEARCHES)),
     )

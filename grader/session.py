@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from grader.contract import ENV_DATA_DIR, ENV_DATASET, ENV_OUTPUT_DIR, ENV_PROFILE, ENV_SEED, ENV_TIME_BUDGET
+from grader.contract import (ENV_DATA_DIR, ENV_DATASET, ENV_OUTPUT_DIR, ENV_PROFILE, ENV_SEARCHES, ENV_SEED,
+                             ENV_TIME_BUDGET)
 from grader.gpus import ENV_REPORT_DIR, SITE_DIR, GpuBinding, host_gpu, mps_pipe_dir, slot_binding
 from grader.result import Slot
 from grader.sandbox import Limits, SandboxSpec
@@ -91,7 +92,7 @@ class Layout:
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """What the whole batch shares: profile, dataset, time box, seed, backend, isolation and limits."""
+    """What the whole batch shares: profile, dataset, searches, time box, seed, backend, isolation and limits."""
 
     profile: str
     time_limit_s: float
@@ -105,6 +106,7 @@ class SessionSettings:
     threads: int  # math-library threads per job: the slot's share of the cores
     jobs_per_gpu: int = 1  # --per-gpu: each job on a GPU gets 1/jobs_per_gpu of its memory
     dataset: str = "mnist"  # the rubric's dataset: data_dir holds its train split, the submission is told its name
+    searches: tuple[str, ...] = ("grid", "random")  # the rubric's searches: the submission is told to run them
 
 
 def project_paths() -> tuple[Path, ...]:
@@ -176,6 +178,7 @@ def notebook_params(layout: Layout, settings: SessionSettings) -> dict[str, obje
     return {
         "PROFILE": settings.profile,
         "DATASET": settings.dataset,
+        "SEARCHES": list(settings.searches),
         "TIME_BUDGET_S": time_budget(settings.time_limit_s),
         "OUTPUT_DIR": str(layout.outputs),
         "SEED": settings.seed,
@@ -191,6 +194,7 @@ def plan_submission(layout: Layout, entry_point: str, slot: Slot, settings: Sess
         ENV_DATA_DIR: str(settings.data_dir),
         ENV_PROFILE: settings.profile,
         ENV_DATASET: settings.dataset,
+        ENV_SEARCHES: ",".join(settings.searches),
         ENV_TIME_BUDGET: str(time_budget(settings.time_limit_s)),
         ENV_SEED: str(settings.seed),
     })

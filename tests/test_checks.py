@@ -363,7 +363,7 @@ def test_the_most_important_hyperparameter_must_rank_in_the_top_k_of_the_trials(
     assert verdict(judged("answer_choice", {**params, "k": 2}, answered()))[:2] == (10.0, "pass")
     assert judged("answer_choice", params, answered(most_important_hyperparameter="colour")).message == (
         "most_important_hyperparameter: 'colour' is not a hyperparameter name — answer one of learning_rate, batch_size, "
-        "epochs, filters, kernel_size, dropout, l2")
+        "epochs, filters, kernel_size, dropout, l1, l2")
 
 
 def test_the_ranking_earns_a_share_per_hyperparameter_in_the_trials_top_k() -> None:

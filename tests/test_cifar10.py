@@ -227,3 +227,22 @@ def test_the_notebook_got_DATASET_injected_and_built_its_model_for_32x32x3(grade
     assert "DATASET = 'cifar10'" in injected.source.splitlines()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "data: 750 train / 250 validation cifar10 images of shape 32x32x3" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_the_reference_is_graded_on_cifar10_on_the_tensorflow_backend_too(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason="TensorFlow backend not installed (pip install -e .[tf])")
+    home = tmp_path / "home"
+    write_small_cifar10(home / ".keras" / "datasets" / "cifar-10-batches-py")
+    (tmp_path / "subs" / "script").mkdir(parents=True)
+    shutil.copyfile(ROOT / "reference" / "tuning.py", tmp_path / "subs" / "script" / "tuning.py")
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "grade", str(tmp_path / "subs"), "--rubric",
+                           "cifar10_quick", "--out", str(tmp_path / "out"), "--gpus", "none", "--backend", "tensorflow"],
+                          cwd=tmp_path, env=child_env(home, "tensorflow"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = read_result(tmp_path / "out" / "script" / "result.json")
+    assert (res.status, res.message) == ("completed", "ran to the end"), res.message
+    assert res.device is not None and "tensorflow" in res.device.frameworks
+    assert all((e.error, e.n_test) == (None, TEST_SIZE) for e in res.evaluations)
+    assert (res.score.earned, res.score.possible) == (100, 100), [c.message for c in res.checks if c.status != "pass"]

@@ -129,7 +129,7 @@ def test_unknown_and_repeated_parameters_are_named_and_ignored(tmp_path: Path) -
     assert dict(read.trials[0].hyperparameters) == {"learning_rate": 0.1}
     assert [str(p) for p in read.problems] == [
         "cv_results_grid.csv line 1: param_model__activation: 'activation' is not a canonical hyperparameter name; "
-        "it is ignored (use one of learning_rate, batch_size, epochs, filters, kernel_size, dropout, l2)",
+        "it is ignored (use one of learning_rate, batch_size, epochs, filters, kernel_size, dropout, l1, l2)",
         "cv_results_grid.csv line 1: param_optimizer__learning_rate: is learning_rate again (first as "
         "param_model__lr); only that column is read",
     ]

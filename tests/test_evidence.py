@@ -202,7 +202,7 @@ def test_without_the_alias_the_same_file_is_a_contract_violation(tmp_path: Path)
     ev = gather(out)
     assert [str(p) for p in ev.problems] == [
         "trials.jsonl line 1: $.hyperparameters: 'lr' is not one of ['learning_rate', 'batch_size', 'epochs', "
-        "'filters', 'kernel_size', 'dropout', 'l2']"]
+        "'filters', 'kernel_size', 'dropout', 'l1', 'l2']"]
 
 
 def test_a_symlinked_trials_file_is_refused_and_never_followed(tmp_path: Path) -> None:
@@ -269,9 +269,9 @@ def test_keras_tuner_hyperparameter_names_go_through_the_aliases(tmp_path: Path)
     assert set(ev.trials[0].hyperparameters) == {"learning_rate", "batch_size", "epochs", "filters", "kernel_size", "l2"}
     assert [str(p) for p in ev.problems if "tuner" in p.file] == [
         "tuner/grid/trial_00/trial.json $.hyperparameters.values.units: 'units' is not a canonical hyperparameter "
-        "name; it is ignored (use one of learning_rate, batch_size, epochs, filters, kernel_size, dropout, l2)",
+        "name; it is ignored (use one of learning_rate, batch_size, epochs, filters, kernel_size, dropout, l1, l2)",
         "tuner/random/trial_0/trial.json $.hyperparameters.values.units: 'units' is not a canonical hyperparameter "
-        "name; it is ignored (use one of learning_rate, batch_size, epochs, filters, kernel_size, dropout, l2)"]
+        "name; it is ignored (use one of learning_rate, batch_size, epochs, filters, kernel_size, dropout, l1, l2)"]
 
 
 def test_a_keras_tuner_metric_out_of_range_drops_that_trial_with_its_file(tmp_path: Path) -> None:

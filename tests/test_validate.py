@@ -91,8 +91,8 @@ TRIALS = [trial("grid", "00"), trial("grid", "01", val_accuracy=0.95), trial("ra
 COMPARISON = (
     ",".join(contract.COMPARISON_COLUMNS)
     + "\n"
-    + "grid,2,2,01,0.95,0.198,2.74,0.01,32,2,16,3,0.0,0.0\n"
-    + "random,1,1,00,0.941,0.198,1.37,0.01,32,2,16,3,0.0,0.0\n"
+    + "grid,2,2,01,0.95,0.198,2.74,0.01,32,2,16,3,0.0,0.0,0.0\n"
+    + "random,1,1,00,0.941,0.198,1.37,0.01,32,2,16,3,0.0,0.0,0.0\n"
 )
 
 ANSWERS = """\
@@ -269,7 +269,7 @@ def test_unknown_hyperparameter_name_is_named(out: Path) -> None:
     write_search_spaces(out, doc)
     assert lines(out) == [
         "search_spaces.json $.grid.values: 'lr' is not one of "
-        "['learning_rate', 'batch_size', 'epochs', 'filters', 'kernel_size', 'dropout', 'l2']"
+        "['learning_rate', 'batch_size', 'epochs', 'filters', 'kernel_size', 'dropout', 'l1', 'l2']"
     ]
 
 
@@ -387,7 +387,7 @@ def test_failed_trial_with_null_metrics_and_message_is_valid(out: Path) -> None:
         ({"status": "DONE"}, "$.status: 'DONE' is not one of ['COMPLETED', 'FAILED', 'INVALID', 'STOPPED']"),
         ({"trial_id": 3}, "$.trial_id: 3 is not of type 'string'"),
         ({"search": "hyperband"}, "$.search: 'hyperband' is not one of ['grid', 'random', 'bayesian']"),
-        ({"hyperparameters": {"lr": 0.01}}, "$.hyperparameters: 'lr' is not one of ['learning_rate', 'batch_size', 'epochs', 'filters', 'kernel_size', 'dropout', 'l2']"),
+        ({"hyperparameters": {"lr": 0.01}}, "$.hyperparameters: 'lr' is not one of ['learning_rate', 'batch_size', 'epochs', 'filters', 'kernel_size', 'dropout', 'l1', 'l2']"),
         ({"history": {"loss": ["0.5"]}}, "$.history.loss[0]: '0.5' is not of type 'number', 'null'"),
         ({"extra": 1}, "$: Additional properties are not allowed ('extra' was unexpected)"),
     ],
@@ -446,6 +446,15 @@ def test_comparison_header_must_be_the_contract_columns(out: Path) -> None:
     assert lines(out) == [f"comparison.csv line 1: header must be {expected} (missing learning_rate; unexpected lr)"]
 
 
+def test_a_comparison_written_before_l1_joined_the_contract_is_still_v1(out: Path) -> None:
+    header, *rows = COMPARISON.splitlines()
+    assert header.endswith(",dropout,l1,l2")
+    (out / "comparison.csv").write_text("\n".join([header.replace(",l1,", ","), *(r.rsplit(",", 2)[0] + ",0.0" for r in rows)]) + "\n")
+    assert lines(out) == []
+    (out / "comparison.csv").write_text(COMPARISON.replace(",dropout,l1,l2", ",dropout,l2,l1", 1))
+    assert lines(out) == [f"comparison.csv line 1: header must be {header} (columns out of order)"]
+
+
 def test_comparison_non_numeric_cell_is_named(out: Path) -> None:
     (out / "comparison.csv").write_text(COMPARISON.replace("grid,2,2,01,0.95", "grid,two,2,01,high"))
     assert lines(out) == [
@@ -462,14 +471,14 @@ def test_comparison_needs_a_row_per_search_with_trials(out: Path) -> None:
 def test_comparison_search_without_completed_trials_may_leave_best_cells_empty(out: Path) -> None:
     failed = trial("random", "00", status="FAILED", val_accuracy=None, val_loss=None, history={}, message="boom")
     (out / "trials.jsonl").write_text(jsonl([TRIALS[0], TRIALS[1], failed]))
-    (out / "comparison.csv").write_text(COMPARISON.splitlines()[0] + "\n" + COMPARISON.splitlines()[1] + "\nrandom,1,0,,,,1.37,,,,,,,\n")
+    (out / "comparison.csv").write_text(COMPARISON.splitlines()[0] + "\n" + COMPARISON.splitlines()[1] + "\nrandom,1,0,,,,1.37,,,,,,,,\n")
     assert lines(out) == []
 
 
 def test_comparison_short_row_and_repeated_search_are_violations(out: Path) -> None:
     (out / "comparison.csv").write_text(COMPARISON + "grid,2,2\n")
     assert lines(out) == [
-        "comparison.csv line 4: has 3 cells, the header has 14",
+        "comparison.csv line 4: has 3 cells, the header has 15",
         "comparison.csv line 4: search: second row for search grid (first on line 2)",
     ]
 
@@ -490,7 +499,7 @@ def test_half_filled_answers_are_structurally_valid(out: Path) -> None:
         (
             "contract_version: 1\nmost_important_hyperparameter: lr\n",
             "$.most_important_hyperparameter: 'lr' is not one of "
-            "['learning_rate', 'batch_size', 'epochs', 'filters', 'kernel_size', 'dropout', 'l2']",
+            "['learning_rate', 'batch_size', 'epochs', 'filters', 'kernel_size', 'dropout', 'l1', 'l2']",
         ),
         ("contract_version: 1\nbest_val_accuracy: {grid: high}\n", "$.best_val_accuracy.grid: 'high' is not of type 'number'"),
         ("contract_version: 1\nsearch_seconds: {grid: .nan}\n", "$.search_seconds.grid: numbers must be finite, got NaN"),
@@ -769,7 +778,7 @@ def test_a_fifo_in_place_of_a_file_is_refused_without_blocking(out: Path) -> Non
 def test_comparison_is_read_up_to_max_csv_rows(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validate, "MAX_CSV_ROWS", 3)
     (out / "comparison.csv").write_text(COMPARISON + "\n".join(["bayesian,1,1"] * 10) + "\n")
-    assert lines(out) == ["comparison.csv line 4: has 3 cells, the header has 14",
+    assert lines(out) == ["comparison.csv line 4: has 3 cells, the header has 15",
                           "comparison.csv line 4: search: row for search bayesian, which has no trials in trials.jsonl",
                           "comparison.csv line 5: the file has more than 3 rows; this one and the rest were not read"]
 

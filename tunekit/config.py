@@ -19,12 +19,13 @@ from grader.contract import (
     ENV_DATASET,
     ENV_OUTPUT_DIR,
     ENV_PROFILE,
+    ENV_SEARCHES,
     ENV_SEED,
     ENV_TIME_BUDGET,
     PROFILES,
+    SEARCHES,
 )
 from tunekit.data import may_download
-
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class RunConfig:
 
     @property
     def searches(self) -> tuple[str, ...]:
+        """The searches this run does, in the contract's order: grid and random, and bayesian when asked."""
         return ("grid", "random", "bayesian") if self.bayesian else ("grid", "random")
 
 
@@ -53,6 +55,8 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
     """Read flags and environment into a RunConfig (flags win over GRADER_* variables).
 
     The dataset is --dataset, else GRADER_DATASET (the rubric's dataset, set by the grader), else mnist.
+    The searches are --searches, else GRADER_SEARCHES (comma-separated, set by the grader from the rubric), else
+    grid,random; grid and random always run, and bayesian runs when listed or when --bayesian is given.
     """
     env = os.environ
     parser = argparse.ArgumentParser(description=description)
@@ -63,6 +67,8 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
                         help="wall-clock seconds for the whole run (GRADER_TIME_BUDGET_S)")
     parser.add_argument("--seed", type=int, default=int(env.get(ENV_SEED, "0")), help="GRADER_SEED")
     parser.add_argument("--data-dir", default=env.get(ENV_DATA_DIR) or None, help="dataset folder (GRADER_DATA_DIR)")
+    parser.add_argument("--searches", default=env.get(ENV_SEARCHES) or "grid,random",
+                        help=f"comma-separated searches to run, of {','.join(SEARCHES)} ({ENV_SEARCHES})")
     parser.add_argument("--bayesian", action="store_true", help="also run Bayesian optimization")
     parser.add_argument("--no-download", action="store_true",
                         help="never download the dataset (without this, a missing dataset is downloaded into the Keras "
@@ -72,6 +78,10 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
         parser.error(f"{ENV_PROFILE} must be one of {', '.join(PROFILES)}, not {args.profile!r}")
     if args.dataset not in DATASETS:
         parser.error(f"{ENV_DATASET} must be one of {', '.join(DATASETS)}, not {args.dataset!r}")
+    searches = [name.strip() for name in args.searches.split(",") if name.strip()]
+    unknown = [name for name in searches if name not in SEARCHES]
+    if unknown:
+        parser.error(f"each search in {ENV_SEARCHES} must be one of {', '.join(SEARCHES)}, not {unknown[0]!r}")
     return RunConfig(
         out=Path(args.out),
         profile=args.profile,
@@ -79,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
         time_budget_s=args.time_budget,
         seed=args.seed,
         data_dir=Path(args.data_dir) if args.data_dir else None,
-        bayesian=args.bayesian,
+        bayesian=args.bayesian or "bayesian" in searches,
         allow_download=not args.no_download and may_download(),
     )
 

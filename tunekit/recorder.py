@@ -73,7 +73,16 @@ class RandomSearchOracle(_DeadlineOracle, kt.oracles.RandomSearchOracle):
 
 
 class BayesianOptimizationOracle(_DeadlineOracle, kt.oracles.BayesianOptimizationOracle):
-    pass
+    """KerasTuner's Bayesian optimisation, starting from a third of its budget in random points (at least 2).
+
+    KerasTuner's own default is 3 random points per hyperparameter: with 8 hyperparameters and a
+    budget of 8 trials, every trial would be random and nothing would be optimised.
+    """
+
+    def __init__(self, *args: Any, max_trials: int = 10, num_initial_points: int | None = None, **kwargs: Any) -> None:
+        if num_initial_points is None:
+            num_initial_points = max(2, max_trials // 3)
+        super().__init__(*args, max_trials=max_trials, num_initial_points=num_initial_points, **kwargs)
 
 
 ORACLES = {"grid": GridSearchOracle, "random": RandomSearchOracle, "bayesian": BayesianOptimizationOracle}

@@ -63,10 +63,11 @@ def layers_of(model, kind):
     return [layer for layer in model.layers if isinstance(layer, kind)]
 
 
-def l2_of(layer):
-    """The L2 factor of a layer's kernel regularizer (0.0 without one)."""
+def penalties_of(layer):
+    """The (l1, l2) factors of a layer's kernel regularizer ((0.0, 0.0) without one)."""
     regularizer = getattr(layer, "kernel_regularizer", None)
-    return 0.0 if regularizer is None else float(regularizer.get_config().get("l2", 0.0))
+    config = {} if regularizer is None else regularizer.get_config()
+    return float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
 
 
 # ---- build_model -----------------------------------------------------------------------------------------------------
@@ -96,14 +97,26 @@ def test_build_model_has_two_conv_blocks_the_second_with_twice_the_filters():
         f"build_model: the second Conv2D has twice hp 'filters' (16 for filters=8, found {convs[1].filters})")
 
 
-def test_build_model_puts_hp_l2_on_the_conv_and_dense_kernels():
-    model = build(filters=8, kernel_size=3, dropout=0.0, l2=0.01, learning_rate=0.001)
-    hidden = layers_of(model, keras.layers.Dense)[:-1]
-    assert hidden, "build_model: put a hidden Dense layer before the 10-way output"
-    for layer in layers_of(model, keras.layers.Conv2D) + hidden:
-        assert l2_of(layer) == pytest.approx(0.01), (
-            f"build_model: layer {layer.name} needs kernel_regularizer=keras.regularizers.L2(hp 'l2') "
-            f"(0.01 asked, found {l2_of(layer)})")
+REGULARIZERS = {  # (hp 'l1', hp 'l2'): the kernel regularizer asked for
+    (0.0, 0.01): "keras.regularizers.L2(hp 'l2')",
+    (0.01, 0.0): "keras.regularizers.L1(hp 'l1')",
+    (0.001, 0.01): "keras.regularizers.L1L2(l1=hp 'l1', l2=hp 'l2') (elastic net: both are above 0)",
+}
+
+
+def test_build_model_puts_hp_l1_and_l2_on_the_conv_and_dense_kernels():
+    for (l1, l2), wanted in REGULARIZERS.items():
+        model = build(filters=8, kernel_size=3, dropout=0.0, l1=l1, l2=l2, learning_rate=0.001)
+        hidden = layers_of(model, keras.layers.Dense)[:-1]
+        assert hidden, "build_model: put a hidden Dense layer before the 10-way output"
+        for layer in layers_of(model, keras.layers.Conv2D) + hidden:
+            found = penalties_of(layer)
+            assert found == (pytest.approx(l1), pytest.approx(l2)), (
+                f"build_model: with l1={l1:g} and l2={l2:g}, layer {layer.name} needs kernel_regularizer={wanted} "
+                f"(found l1={found[0]:g}, l2={found[1]:g})")
+    model = build(filters=8, kernel_size=3, dropout=0.0, l1=0.0, l2=0.0, learning_rate=0.001)
+    assert all(penalties_of(layer) == (0.0, 0.0) for layer in layers_of(model, keras.layers.Conv2D)), (
+        "build_model: with l1=0 and l2=0 the kernels need no regularizer")
 
 
 # ---- CNNHyperModel.fit ----------------------------------------------------------------------------------------------
@@ -161,7 +174,7 @@ def test_random_search_space_samples_the_learning_rate_on_a_log_scale():
 # ---- answer_questions -----------------------------------------------------------------------------------------------
 def trial(search, number, learning_rate, batch_size, val_accuracy, seconds):
     hyperparameters = {"learning_rate": learning_rate, "batch_size": batch_size, "epochs": 1, "filters": 16,
-                       "kernel_size": 3, "dropout": 0.0, "l2": 0.0}
+                       "kernel_size": 3, "dropout": 0.0, "l1": 0.0, "l2": 0.0}
     return {"search": search, "trial_id": f"{search}-{number}", "status": "COMPLETED",
             "hyperparameters": hyperparameters, "val_accuracy": val_accuracy, "val_loss": 1.0 - val_accuracy,
             "train_seconds": seconds}
