@@ -162,40 +162,15 @@ def _patch_save_best_epoch(module):
 # ---------------------------------------------------------------- the import hook
 
 
-class _PatchOnImport:
-    """A meta path finder that lets each watched module load as usual, then patches it."""
-
-    def __init__(self, watched):
-        self.watched = watched
-
-    def find_spec(self, name, path=None, target=None):
-        patch = self.watched.get(name)
-        if patch is None:
-            return None
-        import importlib.machinery
-
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        original = spec.loader.exec_module
-
-        def exec_module(module):
-            original(module)
-            try:
-                patch(module)
-            except Exception as exc:  # noqa: BLE001 - the module stays as it was; the record says why
-                _problem(f"{name} not patched: {type(exc).__name__}: {exc}")
-
-        try:
-            spec.loader.exec_module = exec_module  # this module's own loader instance only
-        except (AttributeError, TypeError):
-            pass
-        return spec
-
-
 def install():
     """Watch the modules above, inside the grader's sandbox only (GRADER_DATA_DIR and the device report dir set)."""
     if not os.environ.get("GRADER_DATA_DIR") or record_dir() is None:
         return
-    if not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport(_watched()))
+    from grader_patch import PatchOnImport
+
+    if not any(isinstance(f, PatchOnImport) and f.on_error is _not_patched for f in sys.meta_path):
+        sys.meta_path.insert(0, PatchOnImport(_watched(), _not_patched))
+
+
+def _not_patched(name, exc):
+    _problem(f"{name} not patched: {type(exc).__name__}: {exc}")

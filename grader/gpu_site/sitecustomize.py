@@ -16,7 +16,6 @@ import json
 import os
 import sys
 
-_WATCHED = ("torch", "tensorflow")
 _problems = []
 
 
@@ -56,35 +55,9 @@ def _cap_tensorflow(tf):
         tf.config.set_logical_device_configuration(gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=mib)])
 
 
-def _apply(name, module):
-    try:
-        (_cap_torch if name == "torch" else _cap_tensorflow)(module)
-    except Exception as exc:  # noqa: BLE001 - the student's program goes on; the report says why
-        _problems.append(f"{name} memory cap not applied: {type(exc).__name__}: {exc}"[:300])
-
-
-class _CapOnImport:
-    """A meta path finder that lets torch/tensorflow load as usual, then applies the memory share."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name not in _WATCHED:
-            return None
-        import importlib.machinery
-
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        original = spec.loader.exec_module
-
-        def exec_module(module):
-            original(module)
-            _apply(name, module)
-
-        try:
-            spec.loader.exec_module = exec_module  # this module's own loader instance only
-        except (AttributeError, TypeError):
-            pass
-        return spec
+def _not_capped(name, exc):
+    """A cap that raised: the student's program goes on, and the report says why."""
+    _problems.append(f"{name} memory cap not applied: {type(exc).__name__}: {exc}"[:300])
 
 
 def _framework_report():
@@ -153,7 +126,9 @@ def _write_report():
 def _install():
     try:
         if os.environ.get("GRADER_GPU_MEMORY_FRACTION"):
-            sys.meta_path.insert(0, _CapOnImport())
+            from grader_patch import PatchOnImport
+
+            sys.meta_path.insert(0, PatchOnImport({"torch": _cap_torch, "tensorflow": _cap_tensorflow}, _not_capped))
         atexit.register(_write_report)
     except Exception:  # noqa: BLE001
         pass
