@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from grader import __version__
 from grader.checks import run_checks, score
-from grader.contract import SEARCHES, TUNER_DIR, best_model_path
+from grader.contract import DATASETS, SEARCHES, TUNER_DIR, best_model_path
 from grader.evidence import Evidence, TunerProject, find_tuner_projects, gather
 from grader.gpus import MAX_REPORT_BYTES, MAX_REPORTS, GpuError, host_gpu, read_device, saw_no_gpu
 from grader.harvest import Harvest, HarvestLimits, harvest, remove_tree
@@ -69,8 +69,10 @@ WORK_TUNER_LIMITS = HarvestLimits(max_files=5000, max_depth=6, max_file_bytes=4 
 TUNER_FILES = ("oracle.json", "trial.json")
 CHECKPOINT = "checkpoint.keras"  # a trial's best epoch, saved whole by grader/gpu_site/grader_fallbacks.py
 FALLBACK_RECORDS = "fallbacks"  # .grader/fallbacks/<pid>.json: what the sandbox's hook intercepted
-FALLBACK_LIMITS = HarvestLimits(max_files=MAX_REPORTS, max_depth=1, max_file_bytes=64 * 1024,
-                                max_total_bytes=MAX_REPORTS * 64 * 1024)
+MAX_FALLBACK_RECORD_BYTES = 64 * 1024
+MAX_IMAGES = 10**9  # a count of images a fallback record may claim, at most (more is not a count of MNIST images)
+FALLBACK_LIMITS = HarvestLimits(max_files=MAX_REPORTS, max_depth=1, max_file_bytes=MAX_FALLBACK_RECORD_BYTES,
+                                max_total_bytes=MAX_REPORTS * MAX_FALLBACK_RECORD_BYTES)
 MAX_ENTRY_BYTES = 16 * 2**20  # an entry point read to see whether it imports tensorflow
 TENSORFLOW = "tensorflow"
 TF_MISSING = ("the submission imports tensorflow, which is not installed on the grading machine: "
@@ -274,16 +276,21 @@ def collect_datasets(layout: Layout) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     for f in found.files:
         try:
-            doc = load_json((found.root / f.rel).read_bytes(), max_bytes=64 * 1024)
+            doc = load_json((found.root / f.rel).read_bytes(), max_bytes=MAX_FALLBACK_RECORD_BYTES)
         except (OSError, BoundedParseError, ValueError):
             continue
         datasets = doc.get("datasets") if isinstance(doc, dict) else None
         for name, sizes in (datasets.items() if isinstance(datasets, dict) else ()):
-            if name in ("mnist", "fashion_mnist", "cifar10") and isinstance(sizes, dict):
+            if name in DATASETS and isinstance(sizes, dict):
                 train, held = sizes.get("train"), sizes.get("held_back")
-                if isinstance(train, int) and isinstance(held, int) and not isinstance(train, bool):
+                if _image_count(train) and _image_count(held):
                     out[name] = (train, held)
     return out
+
+
+def _image_count(value: Any) -> bool:
+    """Whether a record's value is a plausible count of images: an int (not a bool) from 0 to MAX_IMAGES."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_IMAGES
 
 
 def collect_device(layout: Layout) -> Device | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -326,3 +327,25 @@ def test_a_scikit_learn_submission_is_graded_from_its_cv_results(tmp_path: Path)
     assert ev.trials_source == "cv_results_grid.csv, cv_results_random.json"
     assert [t.source for t in ev.trials_of("grid")] == [f"cv_results_grid.csv line {n}" for n in (2, 3, 4, 5)]
     assert all(t.train_seconds and t.train_seconds > 0 for t in ev.trials)
+
+
+def test_hostile_cv_results_are_refused_row_by_row_or_file_by_file_in_one_escaped_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    header = "mean_fit_time,param_model__learning_rate,param_model__batch_size,mean_test_score\n"
+    (out / "cv_results_grid.csv").write_text(header + "1.5,0.001,32,0.91\n1.0," + "9" * 5000 + ",32,0.9\n"
+                                             "1.0,0.01,\x1b[31m32,0.9\n")
+    (out / "cv_results_random.csv").write_bytes(header.encode() + b"1.0,0.01,\xff32,0.9\n")
+    os.mkfifo(out / "cv_results_bayesian.csv")
+    found = read_cv_results(out)
+    assert [t.hyperparameters for t in found.trials] == [{"learning_rate": 0.001, "batch_size": 32}]
+    assert [str(p) for p in found.problems] == [
+        "cv_results_grid.csv line 3: param_model__learning_rate must be a finite number, got "
+        "'9999999999999999999999999999999999999...'",
+        "cv_results_grid.csv line 4: param_model__batch_size must be a finite number, got '\\x1b[31m32'",
+        "cv_results_random.csv: not UTF-8 text (byte 90)",
+        "cv_results_bayesian.csv: not a regular file",
+    ]
+    (out / "cv_results_random.csv").unlink()
+    (out / "cv_results_random.json").write_text('{"mean_test_score": [' + "9" * 5000 + "]}")
+    assert "cv_results_random.json: an integer with more than 64 digits" in [str(p) for p in read_cv_results(out).problems]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,10 +23,12 @@ import pytest
 from conftest import ROOT, child_env
 from grader.evidence import find_tuner_projects, gather, search_of_project
 from grader.result import read_result
+from grader.session import Layout
 from grader.text import markdown_text
 from grader.runner import (
     TF_MISSING,
     _work_tuner_kept,
+    collect_datasets,
     imports_tensorflow,
     submission_backend,
     tensorflow_installed,
@@ -243,3 +246,19 @@ def test_the_feedback_says_which_fallbacks_graded_it(graded: Graded) -> None:
             "its way anyway.**\n\n" + "".join(f"- {markdown_text(n)}\n" for n in notes)) in md
     assert f"- {markdown_text(f'random: {random.test_accuracy:.2%} on 10000 test images ({random.path})')}" in md
     assert "Trials read from the KerasTuner project folder (there is no usable trials.jsonl)." in md
+
+
+def test_the_hooks_records_are_read_bounded_and_only_plausible_counts_are_believed(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "student")
+    records = layout.notebook_files / "fallbacks"
+    records.mkdir(parents=True)
+    (records / "1.json").write_text(json.dumps({"datasets": {"mnist": {"train": 50000, "held_back": 10000}}}))
+    (records / "2.json").write_text('{"datasets": {"cifar10": {"train": ' + "9" * 5000 + ', "held_back": 1}}}')
+    (records / "3.json").write_text(json.dumps({"datasets": {"fashion_mnist": {"train": -5, "held_back": True},
+                                                             "svhn\u001b[31m": {"train": 1, "held_back": 1}}}))
+    (records / "4.json").write_bytes(b'{"datasets": {"cifar10": {"train": 7, "held_back": 1}}}' + b" " * (70 * 1024))
+    (records / "5.json").symlink_to(records / "1.json")
+    os.mkfifo(records / "6.json")
+    (records / "\udcff.json".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")).write_text(
+        json.dumps({"datasets": {"cifar10": {"train": 3, "held_back": 3}}}))
+    assert collect_datasets(layout) == {"mnist": (50000, 10000)}
