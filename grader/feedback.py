@@ -244,9 +244,14 @@ def trials_note(trials: Sequence[Mapping[str, Any]], trials_source: str | None) 
         return None
     if trials_source is None:
         return NO_TRIALS
-    where = "the KerasTuner project folder" if trials_source == TUNER_SOURCE else clean_line(trials_source, 60)
+    where = trials_place(trials_source, 60)
     return (f"No plots: {where} holds no valid trial (`grader validate-output` on your output "
             f"folder says why).")
+
+
+def trials_place(trials_source: str, width: int) -> str:
+    """Where the trials were read, in words: the KerasTuner project folder, or the files named (escaped, cut)."""
+    return "the KerasTuner project folder" if trials_source == TUNER_SOURCE else clean_line(trials_source, width)
 
 
 def trial_plots(trials: Sequence[Mapping[str, Any]]) -> tuple[tuple[TrialPlot, ...], tuple[str, ...]]:
@@ -426,7 +431,7 @@ def build_feedback(student_dir: Path, result: Result, *, trials: Sequence[Mappin
     missing = trials_note(trials, trials_source)
     plots, notes = trial_plots(trials) if missing is None else ((), (missing,))
     if missing is None and trials_source not in (None, TRIALS_FILE):  # say where, so the student learns the contract
-        where = "the KerasTuner project folder" if trials_source == TUNER_SOURCE else clean_line(trials_source, 80)
+        where = trials_place(trials_source, 80)
         notes = (f"Trials read from {where} (there is no usable {TRIALS_FILE}).", *notes)
     return Feedback(
         student_id=result.student_id,
