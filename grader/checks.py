@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from grader import contract
+from grader import claims, contract
 from grader.evidence import Evidence, Trial, same_value
 from grader.jsonio import finite_number
 from grader.parse import escaped_line, show_int, show_value
-from grader.result import CheckResult, Score
+from grader.result import Architecture, CheckResult, Score
 from grader.rubric import Check, Rubric
 from tunekit import analysis
 from tunekit.spaces import GridSpace, RandomSpace
@@ -33,12 +33,14 @@ MAX_MESSAGE_CHARS = 600
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a judge decided: the fraction of the points earned (0..1), the message, and flags."""
+    """What a judge decided: the fraction of the points earned (0..1), the message, and flags (``review``: the rubric
+    asks a person to read this check, which puts it in ``grader review``'s queue)."""
 
     fraction: float
     message: str
     suspect: bool = False
     skipped: bool = False
+    review: bool = False
 
 
 Judge = Callable[[Mapping[str, Any], Evidence], Verdict]
@@ -76,7 +78,8 @@ def run_check(check: Check, evidence: Evidence) -> CheckResult:
         status = "skipped"
     else:
         status = "pass" if fraction >= 1.0 else ("fail" if fraction <= 0.0 else "partial")
-    return _result(check, 0.0 if verdict.skipped else fraction, status, verdict.message, verdict.suspect)
+    return _result(check, 0.0 if verdict.skipped else fraction, status, verdict.message, verdict.suspect,
+                   verdict.review)
 
 
 def score(checks: Iterable[CheckResult]) -> Score:
@@ -85,12 +88,13 @@ def score(checks: Iterable[CheckResult]) -> Score:
     return Score(earned=round(sum(c.points for c in listed), 2), possible=round(sum(c.max_points for c in listed), 2))
 
 
-def _result(check: Check, fraction: float, status: str, message: str, suspect: bool = False) -> CheckResult:
+def _result(check: Check, fraction: float, status: str, message: str, suspect: bool = False,
+            review: bool = False) -> CheckResult:
     line = escaped_line(message, MAX_MESSAGE_CHARS)  # control characters a submission wrote are escaped
     earned = check.points if fraction >= 1.0 else min(check.points, round(check.points * fraction, 2))
     return CheckResult(id=check.id, title=check.title, kind=check.kind, points=earned,
                        max_points=check.points, status=status, visibility=check.visibility,  # type: ignore[arg-type]
-                       message=line, suspect=suspect)
+                       message=line, suspect=suspect, review=review)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,6 +445,356 @@ def _position(rng: Any, value: Any) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# verified_training
+
+
+@judge("verified_training")
+def judge_verified_training(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Each search's claimed best val accuracy against the grader's re-training of the same configuration (grader
+    verify): an equal share per search; a claim above the re-trained figure by more than `tolerance` earns half up
+    to twice the tolerance, nothing beyond, and is suspect. Skipped until `grader verify --retrain` has run."""
+    from grader.verify import claims_of
+
+    tolerance = float(params.get("tolerance", 0.03))
+    searches = tuple(params.get("searches") or contract.ALWAYS_SEARCHED)
+    verification = ev.verification
+    not_yet = Verdict(0.0, "not verified yet: the instructor re-trains the claimed configurations with grader verify "
+                           "OUT --retrain", skipped=True)
+    if verification is None:
+        return not_yet
+    claims = {c.search: c for c in claims_of(ev, searches)}
+    parts, found, actions, suspect, pending = [], [], [], False, []
+    for search in searches:
+        claim, verified = claims.get(search), verification.of(search)
+        if claim is None:
+            parts.append(0.0)
+            found.append(f"{search}: no completed trial to verify")
+            actions.append(f"run the {search} search to completion")
+            continue
+        if verified is None or (verified.trial, verified.claimed_val_accuracy) != (claim.trial,
+                                                                                  claim.claimed_val_accuracy):
+            pending.append(search)
+            continue
+        config = ", ".join(f"{k} {_fmt(v)}" for k, v in verified.hyperparameters.items())
+        if verified.problem is not None:
+            parts.append(0.0)
+            found.append(f"{search}: {escaped_line(verified.trial, 80)} cannot be re-trained "
+                         f"({escaped_line(verified.problem, 120)})")
+            actions.append("claim only configurations of the assignment's baseline CNN")
+            continue
+        if verified.retrained_val_accuracy is None:
+            pending.append(search)
+            continue
+        claimed, got = verified.claimed_val_accuracy, verified.retrained_val_accuracy
+        above = claimed - got
+        said = (f"{search}: you claimed {claimed:.4f} val accuracy ({escaped_line(verified.trial, 80)}: {config}); "
+                f"re-trained here with the same configuration and data: {got:.4f}")
+        if above <= tolerance + 1e-12:
+            parts.append(1.0)
+            found.append(said)
+        else:
+            parts.append(0.5 if above <= 2 * tolerance + 1e-12 else 0.0)
+            suspect = suspect or above > 2 * tolerance + 1e-12
+            found.append(f"{said}, {above:.4f} below your claim (tolerance {tolerance:g})")
+            actions.append("report the val accuracy your trials really reached")
+    if pending:
+        return not_yet
+    fraction = sum(parts) / len(parts) if parts else 0.0
+    if fraction >= 1.0:
+        return Verdict(1.0, "; ".join(found))
+    return Verdict(fraction, _say(found, ", ".join(dict.fromkeys(actions))), suspect=suspect)
+
+
+# ---------------------------------------------------------------------------------------------
+# manual_search
+
+
+@judge("manual_search")
+def judge_manual_search(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Enough completed manual trials, each with its reason, each a configuration not tried before; a third each.
+
+    A reason counts when it has at least `min_reason_words` words (default 4). The message also sets the best
+    manual trial against the best automated one (grid, random or Bayesian), for the student's comparison; how
+    they compare earns nothing and costs nothing.
+    """
+    need = int(params.get("min_trials", 3))
+    words = int(params.get("min_reason_words", 4))
+    done = ev.completed_of("manual")
+    if not done:
+        ran = [name for name in contract.SEARCHES if ev.trials_of(name)]
+        where = f"among your {_and(ran)} trials" if ran else f"({_why_unread(ev, contract.TRIALS_FILE)})"
+        return Verdict(0.0, _say([f"no completed manual trial was found {where}"] + _trial_note(ev),
+                                 f"choose {need} configurations by hand (manual_trials in tuning.py), each with a "
+                                 "one-line reason, and run them with the manual search"))
+    count_part = min(1.0, len(done) / need)
+    unexplained = [t for t in done if len((t.reason or "").split()) < words]
+    seen: set[tuple[Any, ...]] = set()
+    repeats = []
+    for trial in done:
+        point = tuple(sorted((name, _key(value)) for name, value in trial.hyperparameters.items()))
+        if point in seen:
+            repeats.append(trial)
+        seen.add(point)
+    reason_part = 1 - len(unexplained) / len(done)
+    distinct_part = 1 - len(repeats) / len(done)
+    found = [f"{len(done)} completed manual trial{_s(len(done))} (needs {need})"]
+    actions = []
+    if count_part < 1.0:
+        actions.append(f"run at least {need} manual trials")
+    if unexplained:
+        found.append(f"{len(unexplained)} without a reason of {words} words or more "
+                     f"({_listed([_trial_name(t) for t in unexplained], sep='; ')})")
+        actions.append("give each manual trial a one-line reason for choosing it")
+    if repeats:
+        found.append(f"{len(repeats)} repeating an earlier configuration "
+                     f"({_listed([_trial_name(t) for t in repeats], sep='; ')})")
+        actions.append("make each manual trial a configuration you have not tried yet")
+    comparison = _manual_against_automated(ev)
+    if count_part + reason_part + distinct_part >= 3.0:
+        return Verdict(1.0, "; ".join([*found, comparison]))
+    return Verdict((count_part + reason_part + distinct_part) / 3, _say([*found, comparison, *_trial_note(ev)],
+                                                                         ", ".join(actions)))
+
+
+def _manual_against_automated(ev: Evidence) -> str:
+    """'best manual 0.9570 in 3 trials (20.6 s) against grid 0.9470 in 16 trials (25.5 s)', or why there is none."""
+    def shown(search: str) -> str:
+        done = ev.completed_of(search)
+        seconds = sum(t.train_seconds or 0.0 for t in done)
+        best = ev.best_of(search)
+        return (f"{search} {float(best.val_accuracy or 0.0):.4f} in {len(done)} trial{_s(len(done))} "
+                f"({_fmt_number(round(seconds, 1))} s)")
+
+    automated = [s for s in contract.SEARCHES if s != "manual" and ev.best_of(s) is not None]
+    if not automated:
+        return "no automated search has a completed trial to compare the manual search with"
+    rival = max(automated, key=lambda s: float(ev.best_of(s).val_accuracy or 0.0))  # type: ignore[union-attr]
+    return f"best manual {shown('manual').removeprefix('manual ')} against the best automated search, {shown(rival)}"
+
+
+def _trial_name(trial: Trial) -> str:
+    return f"trial {escaped_line(trial.trial_id, 40)}, {trial.source}"
+
+
+# ---------------------------------------------------------------------------------------------
+# model_architecture
+
+
+@judge("model_architecture")
+def judge_model_architecture(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """Each search's exported model, as its evaluator described it, against the assignment's architecture.
+
+    Requirements (each one the rubric names): `conv_blocks` (exactly this many Conv2D layers), `required_layers`
+    (class names that must appear; partial credit by the share present), `params` ({"min", "max"}: the parameter
+    count inside that range), `input_shape` (the input's shape without the batch axis). Credit per requirement met,
+    averaged over the searches (default: every evaluated search); a model that was not evaluated meets none.
+    """
+    searches = list(params.get("searches") or [e.search for e in ev.evaluations])
+    wants = [key for key in ARCHITECTURE_REQUIREMENTS if key in params]
+    if not searches:
+        return Verdict(0.0, _say(["no exported model was evaluated, so there is no architecture to check"],
+                                 "save each search's best model to models/best_<search>.keras"))
+    if not wants:
+        return Verdict(1.0, "the rubric asks nothing of the models' architecture")
+    earned, found, short = 0.0, [], False
+    for search in searches:
+        evaluation = ev.evaluation(search)
+        arch = evaluation.architecture if evaluation is not None else None
+        if evaluation is None or arch is None:
+            found.append(_undescribed(ev, search))
+            short = True
+            continue
+        parts = [_architecture_part(key, params[key], arch) for key in wants]
+        earned += sum(fraction for fraction, _ in parts) / len(wants)
+        short = short or any(fraction < 1.0 for fraction, _ in parts)
+        found.append(f"{evaluation.path} has {_and([text for _, text in parts])}")
+    fraction = earned / len(searches)
+    if not short:
+        return Verdict(1.0, "; ".join(found))
+    return Verdict(fraction, _say(found, "build each search's model with the assignment's architecture "
+                                         f"({_architecture_wanted(params, wants)}) and export that model"))
+
+
+ARCHITECTURE_REQUIREMENTS = ("conv_blocks", "required_layers", "params", "input_shape")
+
+
+def _architecture_part(key: str, want: Any, arch: Architecture) -> tuple[float, str]:
+    """(fraction met, what was found) for one requirement of model_architecture."""
+    if key == "conv_blocks":
+        text = f"{show_int(arch.conv2d)} Conv2D layer{_s(arch.conv2d)}"
+        return (1.0, text) if arch.conv2d == int(want) else (0.0, f"{text} (needs {int(want)})")
+    if key == "required_layers":
+        needed = [str(name) for name in want]
+        missing = [name for name in needed if name not in arch.layers]
+        if not missing:
+            return 1.0, f"the required {_and([_class_name(n) for n in needed])} layers"
+        among = "among its first " + show_int(len(arch.layers)) + " layers " if arch.layer_count > len(
+            arch.layers) else ""
+        shown = list(dict.fromkeys(arch.layers))
+        listed = ", ".join(_class_name(n) for n in shown[:6]) + (f" and {len(shown) - 6} more" if len(shown) > 6
+                                                                  else "")
+        return ((len(needed) - len(missing)) / len(needed),
+                f"no {_or([_class_name(n) for n in missing])} layer {among}(its layers: {listed or 'none'})")
+    if key == "params":
+        low, high = want.get("min"), want.get("max")
+        text = f"{arch.params:,} parameters"
+        if (low is None or arch.params >= low) and (high is None or arch.params <= high):
+            return 1.0, text
+        return 0.0, f"{text} (needs {_params_range(low, high)})"
+    shape = tuple(int(a) for a in want)  # input_shape
+    if arch.input_shape is None:
+        return 0.0, f"no single input of a known shape (needs {_shape(shape)})"
+    text = f"input shape {_shape(arch.input_shape)}"
+    return (1.0, text) if tuple(arch.input_shape) == shape else (0.0, f"{text} (needs {_shape(shape)})")
+
+
+def _architecture_wanted(params: Mapping[str, Any], wants: Sequence[str]) -> str:
+    """What the rubric asks of the architecture, for the action: '2 Conv2D layers, 50,000 to 500,000 parameters'."""
+    said = []
+    for key in wants:
+        if key == "conv_blocks":
+            said.append(f"{int(params[key])} Conv2D layer{_s(int(params[key]))}")
+        elif key == "required_layers":
+            said.append(f"{_and([_class_name(str(n)) for n in params[key]])} layers")
+        elif key == "params":
+            said.append(f"{_params_range(params[key].get('min'), params[key].get('max'))} parameters")
+        else:
+            said.append(f"input shape {_shape(tuple(int(a) for a in params[key]))}")
+    return ", ".join(said)
+
+
+def _undescribed(ev: Evidence, search: str) -> str:
+    """Why a search's model has no architecture to judge."""
+    evaluation = ev.evaluation(search)
+    model = contract.best_model_path(search)
+    if evaluation is None:
+        return f"{search}: {model} was {'not evaluated' if model in ev.files else 'not written'}"
+    if evaluation.error and evaluation.error.startswith(evaluation.path):  # "... was not written", "... is too large"
+        return f"{search}: {evaluation.error}"
+    return f"{search}: {evaluation.path} could not be described ({evaluation.error or 'its evaluator said nothing'})"
+
+
+def _class_name(name: str) -> str:
+    """A layer's class name as the submission's model reported it, escaped and cut short."""
+    return escaped_line(name, 60)
+
+
+def _params_range(low: Any, high: Any) -> str:
+    if low is not None and high is not None:
+        return f"{int(low):,} to {int(high):,}"
+    return f"at least {int(low):,}" if low is not None else f"at most {int(high):,}"
+
+
+def _shape(shape: Sequence[int | None]) -> str:
+    return "(" + ", ".join("any" if a is None else str(a) for a in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+# ---------------------------------------------------------------------------------------------
+# consistency
+
+
+@judge("consistency")
+def judge_consistency(params: Mapping[str, Any], ev: Evidence) -> Verdict:
+    """The trials' claims against what the grader measured, a third of the points each; a failed part is suspect.
+
+    (a) time: the train_seconds of all trials add up to no more than the run's measured wall time times
+    `seconds_slack.factor` (default 1.1) plus `seconds_slack.seconds` (default 5). (b) tuner: where trials.jsonl was
+    read and the search's KerasTuner project sits in the output dir, both count the same completed trials (the
+    project may hold one more when the run did not complete: the trial the time box stopped between its two writes)
+    and their best val accuracies differ by at most `tuner_tolerance` (default 0.001). (c) accuracy: each evaluated
+    model's test accuracy is at most `above_val_tolerance` (default 0.05) above its search's best claimed val
+    accuracy, at most `ceiling` when the rubric sets one, and a model without any claimed val accuracy is flagged.
+    A part with nothing to compare is met.
+    """
+    searches = list(params.get("searches") or [s for s in contract.SEARCHES
+                                               if ev.trials_of(s) or ev.evaluation(s) or s in ev.tuner_projects])
+    parts = [_claimed_time(params, ev), _tuner_agreement(params, ev, searches), _claimed_accuracy(params, ev, searches)]
+    failed = [text for ok, text in parts if not ok]
+    if not failed:
+        return Verdict(1.0, "; ".join(text for _, text in parts))
+    met = [text for ok, text in parts if ok]
+    return Verdict((len(parts) - len(failed)) / len(parts),
+                   _say([*failed, *met], "flagged for review: report what your run really did (each trial's own "
+                                         "train_seconds and val accuracy, and the model its best trial trained)"),
+                   suspect=True)
+
+
+def _claimed_time(params: Mapping[str, Any], ev: Evidence) -> tuple[bool, str]:
+    """Part (a): the trials' claimed training time against the run's wall time."""
+    slack = params.get("seconds_slack") or {}
+    factor, extra = float(slack.get("factor", 1.1)), float(slack.get("seconds", 5.0))
+    claimed = math.fsum(t.train_seconds for t in ev.trials
+                        if t.train_seconds is not None and finite_number(t.train_seconds) and t.train_seconds > 0)
+    if ev.run_seconds is None:
+        return True, f"trials claim {claimed:.1f} s of training (no measured run time to hold it against)"
+    if claimed > ev.run_seconds * factor + extra:
+        return False, f"trials claim {claimed:.1f} s of training; the run lasted {ev.run_seconds:.1f} s"
+    return True, f"trials claim {claimed:.1f} s of training in a run of {ev.run_seconds:.1f} s"
+
+
+def _tuner_agreement(params: Mapping[str, Any], ev: Evidence, searches: Sequence[str]) -> tuple[bool, str]:
+    """Part (b): trials.jsonl against the KerasTuner project of the same search in the output dir."""
+    tolerance = float(params.get("tuner_tolerance", 0.001))
+    if ev.trials_source != contract.TRIALS_FILE:
+        return True, "no trials.jsonl to hold against KerasTuner's trials"
+    compared, disagree = [], []
+    for search in searches:
+        project = ev.tuner_projects.get(search)
+        if project is None or project.origin != "output":
+            continue
+        done, best = ev.completed_of(search), ev.best_of(search)
+        claimed = float(best.val_accuracy) if best is not None and best.val_accuracy is not None else None
+        extra, tuner_best = project.completed - len(done), project.best_val_accuracy
+        partial = extra == 1 and ev.run_status != "completed"  # a trial stopped between its two writes
+        counts_agree = extra == 0 or partial
+        if claimed is None or tuner_best is None:
+            bests_agree = claimed is None and (tuner_best is None or partial)
+        else:  # the trial only the project holds may be the best one
+            bests_agree = abs(claimed - tuner_best) <= tolerance + 1e-12 or (partial and tuner_best > claimed)
+        compared.append(search)
+        if not (counts_agree and bests_agree):
+            disagree.append(f"{search}: trials.jsonl has {len(done)} completed trial{_s(len(done))}, best "
+                            f"{_accuracy_text(claimed)}; its KerasTuner project {escaped_line(project.folder, 80)} "
+                            f"has {project.completed}, best {_accuracy_text(project.best_val_accuracy)}")
+    if disagree:
+        return False, "; ".join(disagree)
+    if not compared:
+        return True, "no KerasTuner project in the output dir to hold trials.jsonl against"
+    return True, f"trials.jsonl agrees with the KerasTuner trials of {_and(compared)}"
+
+
+def _claimed_accuracy(params: Mapping[str, Any], ev: Evidence, searches: Sequence[str]) -> tuple[bool, str]:
+    """Part (c): each evaluated model's test accuracy against its search's claimed val accuracy and the ceiling."""
+    tolerance = float(params.get("above_val_tolerance", 0.05))
+    ceiling = params.get("ceiling")
+    good, bad = [], []
+    for search in searches:
+        evaluation = ev.evaluation(search)
+        if evaluation is None or evaluation.test_accuracy is None:
+            continue
+        accuracy, best = evaluation.test_accuracy, ev.best_of(search)
+        if ceiling is not None and accuracy > float(ceiling) + 1e-12:
+            bad.append(f"{search}: test accuracy {accuracy:.4f} is above the calibrated ceiling {float(ceiling):g}")
+        elif best is None or best.val_accuracy is None:
+            bad.append(f"{search}: {evaluation.path} scores {accuracy:.4f} test accuracy, yet no completed {search} "
+                       "trial claims a val accuracy")
+        elif accuracy > float(best.val_accuracy) + tolerance + 1e-12:
+            bad.append(f"{search}: test accuracy {accuracy:.4f} is {accuracy - float(best.val_accuracy):.4f} above "
+                       f"the best claimed val accuracy {float(best.val_accuracy):.4f} (more than {tolerance:g})")
+        else:
+            good.append(f"{search} {accuracy:.4f} against {float(best.val_accuracy):.4f}")
+    if bad:
+        return False, "; ".join(bad)
+    if not good:
+        return True, "no evaluated model to hold the claimed val accuracy against"
+    return True, f"test accuracy in line with the claimed val accuracy ({', '.join(good)})"
+
+
+def _accuracy_text(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4f}"
+
+
+# ---------------------------------------------------------------------------------------------
 # accuracy_threshold
 
 
@@ -620,8 +974,8 @@ def _judge_ranking(key: str, answer: Any, ev: Evidence, k: int) -> Verdict:
 
 def _judge_better_search(key: str, answer: Any, ev: Evidence, margin: float, searches: Sequence[str] | None) -> Verdict:
     """The answer names the search whose best completed trial has the highest val accuracy (within margin) among
-    `searches`: by default grid, random, and bayesian when the submission ran it."""
-    names = list(searches or [s for s in contract.SEARCHES if s != "bayesian" or ev.trials_of(s)])
+    `searches`: by default grid, random, and any other search the submission ran (bayesian, manual)."""
+    names = list(searches or [s for s in contract.SEARCHES if s in contract.ALWAYS_SEARCHED or ev.trials_of(s)])
     choices = _or(names)
     best = {s: ev.best_of(s) for s in names}
     if not isinstance(answer, str) or answer not in best:
@@ -697,14 +1051,20 @@ def _compare_numbers(key: str, answers: Mapping[str | None, Any], expected: Mapp
 
 @judge("answer_text")
 def judge_answer_text(params: Mapping[str, Any], ev: Evidence) -> Verdict:
-    """Free text judged by length, required concepts and quoted numbers (equal parts); manual_review flags it for a person."""
+    """Free text judged by length, required concepts and quoted numbers (equal parts); manual_review flags it for a person
+    (``review``: the check goes to ``grader review``'s queue whatever its points, an unanswered question included).
+
+    With check_claims, those parts are a floor worth half; the other half is the share of the answer's claims (the
+    numbers it cites, the direction it states for `hyperparameter`, by default the one its key names:
+    learning_rate_effect) that the submission's own trials support (grader.claims); no claim earns none of it."""
     key = params["key"]
     answer, missing = _answer(ev, key)
     review = bool(params.get("manual_review", False))
     if missing:
-        return missing
+        return Verdict(missing.fraction, missing.message, review=review)
     if not isinstance(answer, str) or not answer.strip():
-        return Verdict(0.0, _say([f"{key}: expected text, got {_quote(answer)}"], "answer in your own words"))
+        return Verdict(0.0, _say([f"{key}: expected text, got {_quote(answer)}"], "answer in your own words"),
+                       review=review)
     need_words = int(params.get("min_words", 0))
     concepts = [[c] if isinstance(c, str) else list(c) for c in params.get("concepts", [])]
     need_number = bool(params.get("require_number", False))
@@ -718,16 +1078,34 @@ def judge_answer_text(params: Mapping[str, Any], ev: Evidence) -> Verdict:
     has_number = bool(re.search(r"\d", answer))
     if need_number:
         parts.append(1.0 if has_number else 0.0)
-    fraction = sum(parts) / len(parts)
+    fraction = floor = sum(parts) / len(parts)
     review_note = ["marked for manual review"] if review else []
+    said, claim_asks = [], []  # what the claims earned, when the rubric checks them
+    if params.get("check_claims", False):
+        hp = params.get("hyperparameter") or next((h for h in contract.HYPERPARAMETERS if key == f"{h}_effect"), None)
+        judged = [c for c in claims.find_claims(answer, ev.trials, hyperparameter=hp, direction_margin=float(
+            params.get("direction_margin", claims.DIRECTION_MARGIN))) if c.supported is not None]
+        wrong = [c for c in judged if not c.supported]
+        fraction = (floor + ((len(judged) - len(wrong)) / len(judged) if judged else 0.0)) / 2
+        if not judged:
+            said, claim_asks = ["no number or direction from your trials was found"], ["quote your own results"]
+        elif wrong:
+            said = [_listed([f'you wrote "{c.text}", but {c.evidence}' for c in wrong], sep="; ")]
+            claim_asks = ["make every number and direction agree with your own trials"]
+        else:
+            kinds = [(sum(c.kind == kind for c in judged), kind) for kind in ("number", "direction")]
+            said = [_and([f"{n} {kind}{_s(n)}" for n, kind in kinds if n]) + f" agree{'s' if len(judged) == 1 else ''} "
+                    "with your trials"]
     if fraction >= 1.0:
         found = [f"{key}: {words} words" + (", names every required concept" if concepts else "")
                  + (", quotes numbers" if need_number else "")]
-        return Verdict(1.0, "; ".join(found + review_note))
-    found = [f"{key}: {words} word{_s(words)}" + (f" (needs {need_words})" if words < need_words else "")]
+        return Verdict(1.0, "; ".join(found + said + review_note), review=review)
+    found = [] if floor >= 1.0 else [
+        f"{key}: {words} word{_s(words)}" + (f" (needs {need_words})" if words < need_words else "")]
     found += [f"does not mention {g[0]}" + (f" (or {', '.join(g[1:])})" if len(g) > 1 else "") for g in absent]
     if need_number and not has_number:
         found.append("quotes no number")
+    found += [f"{key}: {said[0]}" if not found else said[0]] if said else []
     asks = []
     if words < need_words:
         asks.append(f"write at least {need_words} words")
@@ -735,7 +1113,7 @@ def judge_answer_text(params: Mapping[str, Any], ev: Evidence) -> Verdict:
         asks.append(f"discuss {_and([g[0] for g in absent])}")
     if need_number and not has_number:
         asks.append("quote numbers from your trials")
-    return Verdict(fraction, _say(found + review_note, ", ".join(asks)))
+    return Verdict(fraction, _say(found + review_note, ", ".join(asks + claim_asks)), review=review)
 
 
 def _answer(ev: Evidence, key: str) -> tuple[Any, Verdict | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -117,11 +118,34 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--student", help="export one student only (DEST/results.json)")
     exp.add_argument("--due", type=_datetime, help="ISO date; after_due_date checks reach Classroom after it")
 
+    review = verbs.add_parser("review", help="write OUT/review.csv: the checks marked for manual review or suspect, "
+                                             "with empty override columns (re-running keeps what was typed)")
+    review.add_argument("out", type=Path)
+    review.add_argument("--rubric", default="quick",
+                        help=RUBRIC_HELP + " (the one graded with: it says which answer each answer check reads)")
+
+    verify = verbs.add_parser("verify", help="re-train each submission's claimed best configurations (each distinct "
+                                             "one once, cached in OUT/.verify) and judge the verified_training checks")
+    verify.add_argument("out", type=Path)
+    verify.add_argument("--rubric", default="quick", help=RUBRIC_HELP + " (the one graded with)")
+    verify.add_argument("--retrain", action="store_true",
+                        help="train the configurations the cache does not hold (without it: judge from the cache)")
+    verify.add_argument("--gpus", default="auto", help="auto (a visible GPU), none, or GPU indices such as 0,1")
+    verify.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="training processes on CPU (default: one per core)")
+
+    report = verbs.add_parser("report", help="write OUT/report/index.html: the class report (distributions, pass "
+                                             "rates, suspects, similar pairs, the review queue) and its PNGs")
+    report.add_argument("out", type=Path)
+    report.add_argument("--rubric", help=RUBRIC_HELP + " (the one graded with: the checks' order and titles); "
+                                         "default: the results' own order")
+    report.add_argument("--dest", type=Path, help="write the page and its PNGs here instead of OUT/report/")
+
     check_out = verbs.add_parser("validate-output", help="check an output dir against submission contract v1")
     check_out.add_argument("path", type=Path)
     check_out.add_argument("--searches", default="grid,random",
-                           help="comma-separated searches whose best model must be exported, of grid, random and "
-                                "bayesian (default: grid,random)")
+                           help="comma-separated searches whose best model must be exported, of grid, random, "
+                                "bayesian and manual (default: grid,random)")
 
     check_rubric = verbs.add_parser("validate-rubric", help="check a rubric file against rubric v1")
     check_rubric.add_argument("path", help="a rubric file or a shipped rubric's name")
@@ -130,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from grader.rubric import resolve_rubric
+    from grader.text import terminal_text
 
     if args.verb == "grade":
         from grader import grade
@@ -186,6 +211,45 @@ def run(args: argparse.Namespace) -> int:
         for path in export.main(out=args.out, format=args.format, dest=args.dest, student=args.student, due=args.due):
             print(path, file=sys.stderr)  # stdout may carry the classroom `result=...` line
         return 0
+    if args.verb == "review":
+        from grader import review
+        from grader.rubric import load_rubric
+
+        queue = review.main(out=args.out, rubric=load_rubric(resolve_rubric(args.rubric)))
+        print(queue.path)
+        print(f"{queue.rows} row(s): {queue.new} new, {queue.no_longer_flagged} no longer flagged (kept for what "
+              f"was typed in them)", file=sys.stderr)
+        for problem in queue.skipped:
+            print(terminal_text(problem), file=sys.stderr)
+        return EXIT_OK
+    if args.verb == "verify":
+        from grader import verify
+        from grader.rubric import load_rubric
+
+        if args.gpus not in ("auto", "none"):
+            os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus  # the training workers inherit it
+        done = verify.main(out=args.out, rubric=load_rubric(resolve_rubric(args.rubric)), retrain=args.retrain,
+                           jobs=args.jobs, device={"auto": None, "none": "cpu"}.get(args.gpus, "cuda"),
+                           log=lambda line: print(line, file=sys.stderr))
+        print(f"{done.claims} claim(s), {done.configurations} distinct configuration(s): {done.cached} cached, "
+              f"{done.trained} re-trained now, {done.pending} not re-trained yet"
+              + (" (run with --retrain)" if done.pending and not args.retrain else "")
+              + f"; {len(done.changed)} result(s) changed")
+        for problem in done.problems:
+            print(terminal_text(problem), file=sys.stderr)
+        return EXIT_OK
+    if args.verb == "report":
+        from grader import report
+        from grader.rubric import load_rubric
+
+        written = report.main(out=args.out, dest=args.dest,
+                              rubric=load_rubric(resolve_rubric(args.rubric)) if args.rubric else None)
+        print(written.path)
+        print(f"{written.students} student(s), {written.pairs} similar pair(s), {len(written.images)} plot(s)",
+              file=sys.stderr)
+        for problem in written.skipped:
+            print(terminal_text(problem), file=sys.stderr)
+        return EXIT_OK
     if args.verb == "make-template":
         from grader import template
 

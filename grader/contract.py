@@ -11,15 +11,25 @@ ENV_PROFILE = "GRADER_PROFILE"
 ENV_TIME_BUDGET = "GRADER_TIME_BUDGET_S"
 ENV_SEED = "GRADER_SEED"
 ENV_DATASET = "GRADER_DATASET"  # the rubric's dataset (mnist, fashion_mnist, cifar10)
-ENV_SEARCHES = "GRADER_SEARCHES"  # the rubric's searches, comma-separated: grid,random or grid,random,bayesian
+ENV_SEARCHES = "GRADER_SEARCHES"  # the rubric's searches, comma-separated: grid,random[,bayesian][,manual]
 
 PROFILES = ("quick", "full")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
-SEARCHES = ("grid", "random", "bayesian")
+SEARCHES = ("grid", "random", "bayesian", "manual")
+ALWAYS_SEARCHED = ("grid", "random")  # every run does these; bayesian and manual only when the rubric asks
+# A manual search's trials are chosen by hand, each with the student's one-line reason (trials.jsonl "reason").
+MAX_REASON_CHARS = 300
 
 # Canonical hyperparameter names, in the order tables and reports show them. l1 and l2 are the factors of the L1 and
 # L2 kernel penalties (0 = none; both above 0 = elastic net).
 HYPERPARAMETERS = ("learning_rate", "batch_size", "epochs", "filters", "kernel_size", "dropout", "l1", "l2")
+
+# The baseline CNN's values for a hyperparameter a trial does not set, and the examples each profile trains and
+# validates on (train, validation; None: the whole train split, a tenth held for validation). The reference trains
+# with them, and `grader verify` re-trains a claimed configuration on the same split.
+BASELINE_DEFAULTS = {"learning_rate": 1e-3, "batch_size": 64, "epochs": 1, "filters": 16, "kernel_size": 3,
+                     "dropout": 0.25, "l1": 0.0, "l2": 0.0}
+PROFILE_SPLITS = {"quick": (3000, 1000), "full": (None, None)}
 
 # Files a submission leaves in its output dir.
 SEARCH_SPACES_FILE = "search_spaces.json"

@@ -91,7 +91,7 @@ Space = GridSpace | RandomSpace
 
 # The oracle class a KerasTuner project ran (recorded in oracle.json by the sandbox's hook) -> the contract's search.
 ORACLE_SEARCHES = {"GridSearchOracle": "grid", "RandomSearchOracle": "random", "HyperbandOracle": "random",
-                   "BayesianOptimizationOracle": "bayesian"}
+                   "BayesianOptimizationOracle": "bayesian", "ManualOracle": "manual"}
 ORACLE_CLASS_KEY = "oracle_class"
 TUNER_BOOKKEEPING = "tuner/"  # Hyperband's own values in trial.json (tuner/epochs, tuner/round...)
 
@@ -102,6 +102,8 @@ class Trial:
 
     ``outside`` names the hyperparameters whose value the search's declared space does
     not allow (empty when the trial follows it, or when the search declares no space).
+    ``reason`` is the student's one line on why the trial was chosen (a manual search's trials in
+    trials.jsonl), as they wrote it: escape it before showing it.
     """
 
     search: str
@@ -114,6 +116,7 @@ class Trial:
     file: str
     line: int | None = None
     outside: tuple[str, ...] = ()
+    reason: str | None = None
 
     @property
     def completed(self) -> bool:
@@ -148,6 +151,8 @@ class TunerProject:
     ``origin`` is "output" (inside the output dir) or "work" (elsewhere in the work dir);
     ``folder`` and ``best_trial`` are paths relative to that root ('my_dir/intro_to_kt',
     'my_dir/intro_to_kt/trial_0003'); ``oracle`` is the oracle's class when the sandbox recorded it.
+    ``completed`` counts its completed trials and ``best_val_accuracy`` is the best one's, as read from its
+    trial.json files: what the consistency check holds trials.jsonl against when both exist.
     """
 
     search: str
@@ -155,6 +160,8 @@ class TunerProject:
     folder: str
     oracle: str | None = None
     best_trial: str | None = None
+    completed: int = 0
+    best_val_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,8 @@ class Evidence:
     files: Mapping[str, str | None] = field(default_factory=dict)
     problems: tuple[Violation, ...] = ()
     tuner_projects: Mapping[str, TunerProject] = field(default_factory=dict)
+    run_seconds: float | None = None  # the run's measured wall time (None: the grader did not run it)
+    verification: Any = None  # grader.verify.Verification: the claims re-trained by `grader verify` (None: not yet)
 
     def trials_of(self, search: str) -> tuple[Trial, ...]:
         return tuple(t for t in self.trials if t.search == search)
@@ -221,6 +230,7 @@ def gather(
     refused: Iterable[tuple[str, str]] = (),
     unread: str | None = None,
     work_projects: str | os.PathLike[str] | None = None,
+    run_seconds: float | None = None,
 ) -> Evidence:
     """Read one run's output dir into Evidence; never raises for what the submission wrote.
 
@@ -231,6 +241,7 @@ def gather(
     reason) of each entry it did not copy, which count as files that are not what they claim;
     unread says why the submission's output dir could not be copied at all. work_projects is
     the grader's copy of the KerasTuner files found elsewhere in the work dir (None: none looked for).
+    run_seconds is the run's wall time as the sandbox measured it (None when it did not run).
     """
     root = Path(output_dir)
     names = dict(aliases or {})
@@ -240,7 +251,7 @@ def gather(
                else "not a folder" if root.exists() or root.is_symlink() else "the run left no output dir")
         problems.append(Violation("output dir", "", why))
         return Evidence(output_dir=root, run_status=run_status, run_message=run_message,
-                        evaluations=tuple(evaluations), problems=tuple(problems))
+                        evaluations=tuple(evaluations), problems=tuple(problems), run_seconds=run_seconds)
 
     files, projects, walk_problems = _walk(root)
     problems += walk_problems
@@ -304,6 +315,7 @@ def gather(
         files=statuses,
         problems=tuple(_unique(problems)),
         tuner_projects={p.search: p.where for p in native if p.search is not None and p.where is not None},
+        run_seconds=run_seconds,
     )
 
 
@@ -535,6 +547,7 @@ def _jsonl_trials(root: Path, aliases: Mapping[str, str]) -> tuple[list[Trial], 
             train_seconds=float(record["train_seconds"]),
             file=contract.TRIALS_FILE,
             line=line,
+            reason=record.get("reason"),
         ))
     return trials, list(read.violations), present
 
@@ -614,7 +627,8 @@ def _read_project(root: Path, folder: Path, aliases: Mapping[str, str], origin: 
     oracle_class = oracle.get(ORACLE_CLASS_KEY) if isinstance(oracle, dict) else None
     where = TunerProject(search, origin, folder.relative_to(root).as_posix(),
                          oracle_class if isinstance(oracle_class, str) and oracle_class in ORACLE_SEARCHES else None,
-                         best.file.rsplit("/", 1)[0] if best is not None else None)
+                         best.file.rsplit("/", 1)[0] if best is not None else None, len(done),
+                         best.val_accuracy if best is not None else None)
     return _Project(search, oracle_file, space, tuple(problems + space_problems), tuple(trials), tuple(trial_problems),
                     where)
 
@@ -632,7 +646,7 @@ def search_of_project(project: Path, oracle: Any) -> str | None:
         return ORACLE_SEARCHES[oracle[ORACLE_CLASS_KEY]]
     for name in reversed(project.parts):
         lowered = name.lower()
-        for word, search in (("grid", "grid"), ("random", "random"), ("bayes", "bayesian")):
+        for word, search in (("grid", "grid"), ("random", "random"), ("bayes", "bayesian"), ("manual", "manual")):
             if word in lowered:
                 return search
     if isinstance(oracle, dict) and "num_initial_points" in oracle:

@@ -30,6 +30,12 @@ the step summary and Classroom 50's release body are Markdown tables whose cells
 through :func:`markdown_cell` (inert, one line, ``|`` escaped).
 A folder of OUT whose name cannot be a student id (grader.staging.student_id_problem)
 is not exported, and is reported like an unreadable result.
+
+Reviewed checks. Before exporting, :func:`main` merges OUT/review.csv's overrides into the results
+(grader.review.apply_reviews: result.json, feedback and gradebook), so both formats carry the final
+points; a reviewer's comment follows the check's message. A bad row of review.csv is printed as one
+line (``<file>:<line>: ...``) on stderr, the other rows and every export are still written, and the
+verb then ends with an ExportError saying how many rows were not applied.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from typing import Any, Literal, TextIO
 
 from grader.contract import SEARCHES
 from grader.errors import GraderError
-from grader.feedback import visible_checks
+from grader.feedback import review_lines, visible_checks
 from grader.jsonio import write_json_atomic
 from grader.result import RESULT_FILE, CheckResult, Result, read_result, read_results
 from grader.staging import student_id_problem
@@ -88,7 +94,7 @@ def gradescope_results(result: Result) -> dict[str, Any]:
             "max_score": c.max_points,
             "status": "passed" if c.status == "pass" else "failed",
             "visibility": GRADESCOPE_VISIBILITY[c.visibility],
-            "output": c.message,
+            "output": "\n\n".join((c.message, *review_lines(c, "student"))),
             "output_format": "text",
         }
         for c in result.checks
@@ -329,6 +335,11 @@ def main(*, out: Path, format: Format, dest: Path | None = None, student: str | 
     root = Path(out)
     if not root.is_dir():
         raise FileNotFoundError(f"results folder '{root}' does not exist")
+    from grader.review import apply_reviews, report_lines
+
+    merge = apply_reviews(root, now=now)
+    for line in report_lines(merge.problems):
+        print(line, file=sys.stderr)
     found, problems = _results(root, student)
     results = [result for _, result in found]
     moment = now if now is not None else datetime.now(timezone.utc)
@@ -352,6 +363,9 @@ def main(*, out: Path, format: Format, dest: Path | None = None, student: str | 
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ExportError(f"{len(problems)} result file(s) could not be exported: {problems[0]}{more}")
+    if merge.problems:
+        raise ExportError(f"{len(merge.problems)} problem(s) in {merge.path} (listed above): those rows were not "
+                          f"applied; every other override and every export was")
     return written
 
 
@@ -401,6 +415,7 @@ def _overall_status(result: Result, checks: list[CheckResult]) -> str:
 
 def _test(check: CheckResult, line: int, name: str, status: str, score: float, max_score: float) -> dict[str, Any]:
     message = check.message if status != "error" else f"{name}: {check.message}"
+    message = " ".join((message, *review_lines(check, "student")))
     return {"name": _log_line(name), "status": status, "score": round(float(score), 6),
             "max_score": round(float(max_score), 6), "line_no": line, "message": _log_line(message)}
 

@@ -25,6 +25,11 @@ The student's copy is ``OUT/<student>/feedback.md`` and ``feedback.html``; the
 instructor's (every check, with visibility and suspect flags, and the grader's own
 error log) is ``feedback.instructor.md`` and ``feedback.instructor.html``. The plots
 are also written as ``OUT/<student>/feedback_plots/<search>_trials.png``.
+
+A check whose points a reviewer set (``CheckResult.override``, from review.csv through grader.review) shows its final
+points everywhere; ``review_lines`` adds, under its message, the reviewer's comment (both copies) and, in the
+instructor's copy only, who set the points, when, and the grader's automatic points. Such a check counts as looked
+at: the "Flagged for review" line names only flagged checks no reviewer has set yet.
 """
 
 from __future__ import annotations
@@ -133,8 +138,8 @@ class Feedback:
 
     @property
     def suspect_text(self) -> str:
-        """One line naming the flagged checks and what the flag means ('' when none is flagged)."""
-        names = [one_line(_check_name(c), None) for c in self.checks if c.suspect]
+        """One line naming the flagged checks no reviewer has set yet, and what the flag means ('' when there is none)."""
+        names = [one_line(_check_name(c), None) for c in self.checks if c.suspect and c.override is None]
         if not names:
             return ""
         return (f"Flagged for review: {', '.join(names)}. The grader found something in "
@@ -180,6 +185,24 @@ def shown_score(result: Result, checks: Sequence[CheckResult], audience: Audienc
     if not checks:
         return None
     return Score(earned=sum(c.points for c in checks), possible=sum(c.max_points for c in checks))
+
+
+def review_lines(check: CheckResult, audience: Audience) -> tuple[str, ...]:
+    """The lines shown under a check a reviewer set: their comment (when they wrote one) for both audiences, and for
+    the instructor who set the points, when, and the grader's automatic points. Nothing for any other check."""
+    _check_audience(audience)
+    override = check.override
+    if override is None:
+        return ()
+    lines = []
+    if audience == "instructor":
+        automatic = "none" if check.automatic_points is None else _num(check.automatic_points)
+        lines.append(f"Points set by {one_line(override.reviewer, None) or 'a reviewer'} at {override.at}: "
+                     f"{_num(override.points)}/{_num(check.max_points)} (automatic: {automatic}, "
+                     f"{CHECK_STATUS_TEXT.get(override.automatic_status, override.automatic_status)})")
+    if override.comment:
+        lines.append(f"Reviewer's comment: {one_line(override.comment, None)}")
+    return tuple(lines)
 
 
 def shows_log(result: Result) -> bool:
@@ -318,7 +341,7 @@ def render_markdown(fb: Feedback) -> str:
             "test split):", ""]
     out += [f"- {md(_accuracy_text(e))}" for e in fb.evaluations] or ["- no exported model was evaluated"]
     out.append("")
-    if fb.suspect:
+    if fb.suspect_text:
         out += [f"{WARN} **{fb.suspect_text}**", ""]
     if fb.fallbacks:
         out += [f"**{FALLBACKS_INTRO}**", ""] + [f"- {md(note)}" for note in fb.fallbacks] + [""]
@@ -339,6 +362,7 @@ def render_markdown(fb: Feedback) -> str:
             out += [f"### {one_line(_check_name(c), None)}" + (f" {WARN}" if c.suspect else ""), "",
                     f"{CHECK_STATUS_TEXT[c.status]}, {_num(c.points)}/{_num(c.max_points)} points", "",
                     md(c.message), ""]
+            out += [line for note in review_lines(c, fb.audience) for line in (md(note), "")]
     else:
         out += ["No checks were run.", ""]
 
@@ -375,7 +399,7 @@ def render_html(fb: Feedback) -> str:
     items = ([f"<li>{e(_accuracy_text(ev))}</li>" for ev in fb.evaluations]
              or ["<li>no exported model was evaluated</li>"])
     body.append("<ul>" + "".join(items) + "</ul>")
-    if fb.suspect:
+    if fb.suspect_text:
         body.append(f'<p class="suspect">{WARN} {e(fb.suspect_text)}</p>')
     if fb.fallbacks:
         body.append(f"<p><strong>{e(FALLBACKS_INTRO)}</strong></p><ul>"
@@ -394,6 +418,8 @@ def render_html(fb: Feedback) -> str:
                 cells += [c.visibility, "yes" if c.suspect else ""]
             rows.append(f'<tr class="check {e(c.status)}">' + "".join(f"<td>{e(x)}</td>" for x in cells) + "</tr>")
             rows.append(f'<tr class="message"><td colspan="{len(head)}">{e(c.message)}</td></tr>')
+            rows += [f'<tr class="message review"><td colspan="{len(head)}">{e(note)}</td></tr>'
+                     for note in review_lines(c, fb.audience)]
         body.append("<table>" + "".join(rows) + "</table>")
     else:
         body.append("<p>No checks were run.</p>")

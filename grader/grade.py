@@ -174,8 +174,16 @@ def main(
         except BaseException:  # interrupted (or a grader bug): the runs still going end now, writing no result
             stop_all()
             raise
+    # a reviewer's overrides (OUT/review.csv) stand over a regrade too
+    from grader.review import apply_reviews
+
+    merge = apply_reviews(out, gradebook=False)
+    for merged in merge.changed:
+        book.update(merged)
     written = book.write()
     console.print(score_table(book.results()))
+    for problem in merge.problems:
+        console.print(rich_text(problem, "yellow"))
     console.print(rich_text(f"gradebook: {written.csv_path} ({written.rows} students); "
                             f"feedback: {out}/<student>/feedback.html"))
     for problem in (*refused, *written.skipped):

@@ -18,7 +18,9 @@ collapsed (``grader.text.one_line``).
 
 Columns, one row per student, sorted by student id:
 ``student_id`` (always text: ``007`` and ``1e5`` stay as they are), ``status``,
-``score_earned``, ``score_possible``, ``suspect`` (any check flagged),
+``score_earned``, ``score_possible`` (final points: a reviewer's overrides from review.csv, grader.review,
+included), ``suspect`` (any check flagged), ``overrides`` (how many checks a reviewer's points replaced; their
+automatic points and who changed them are in result.json and the instructor's feedback),
 ``test_accuracy_grid``, ``test_accuracy_random`` (and ``test_accuracy_<search>``
 for any other search evaluated: the grader's own evaluation on the held-out test
 split), ``run_seconds``, ``message``, then ``points_<check id>`` per check in
@@ -46,7 +48,7 @@ from grader.text import csv_cell, display_name, one_line
 CSV_FILE = "grades.csv"
 PARQUET_FILE = "grades.parquet"
 SEARCH_COLUMNS = ("grid", "random")
-LEADING_COLUMNS = ("student_id", "status", "score_earned", "score_possible", "suspect")
+LEADING_COLUMNS = ("student_id", "status", "score_earned", "score_possible", "suspect", "overrides")
 TEXT_COLUMNS = ("student_id", "status", "message")
 
 
@@ -107,6 +109,7 @@ def _record(result: Result, searches: Sequence[str], check_ids: Sequence[str]) -
         None if result.score is None else result.score.earned,
         None if result.score is None else result.score.possible,
         any(c.suspect for c in result.checks),
+        sum(1 for c in result.checks if c.override is not None),
         *(accuracy.get(s) for s in searches),
         result.timings.run_s,
         one_line(result.message, None),
@@ -129,6 +132,8 @@ def _frame(rows: Sequence[tuple[object, ...]], searches: Sequence[str], check_id
             data[name] = pd.array(values, dtype="string")
         elif name == "suspect":
             data[name] = np.array(values, dtype=bool)
+        elif name == "overrides":
+            data[name] = np.array(values, dtype="int64")
         else:
             data[name] = np.array(values, dtype="float64")  # None becomes NaN
     return pd.DataFrame(data)
@@ -146,6 +151,8 @@ def _csv_line(row: tuple[object, ...], searches: Sequence[str], check_ids: Seque
             cells.append("" if value is None else csv_cell(value))
         elif name == "suspect":
             cells.append(str(bool(value)))
+        elif name == "overrides":
+            cells.append(str(int(value)))  # type: ignore[call-overload]
         else:
             cells.append("" if value is None or math.isnan(float(value)) else repr(float(value)))  # type: ignore[arg-type]
     return _csv_row(cells)

@@ -15,12 +15,20 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from grader.parse import show_value
+from grader.result import Architecture, architecture_json
 
 SUMMARY_VERSION = 1
 EVAL_REPORT_VERSION = 1
 MAX_ERRORS = 1000  # cell errors kept from a summary
 MAX_TEXT = 2000  # characters kept of any string a child reports
 MAX_CELLS = 1_000_000
+# An evaluator's architecture report, at most (result.schema.json's evaluations[].architecture holds the same bounds):
+MAX_LAYERS_LISTED = 200  # class names listed
+MAX_LAYER_NAME = 100  # characters of one class name
+MAX_LAYER_COUNT = 100_000  # layers counted (the evaluator stops counting there)
+MAX_PARAMS = 10**12  # parameters
+MAX_INPUT_AXES = 8  # axes of the input shape
+MAX_AXIS = 10**6  # size of one axis
 
 Status = Literal["completed", "cell_errors", "kernel_died", "cell_timeout"]
 STATUSES: tuple[str, ...] = get_args(Status)
@@ -101,20 +109,61 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class EvalReport:
-    """What the evaluator (grader.evalchild) says of one model: None when its predictions were written, else why not."""
+    """What the evaluator (grader.evalchild) says of one model: None when its predictions were written, else why not;
+    and the model's architecture when it loaded (None when it did not, or when it could not be described).
+
+    ``architecture`` is optional in the document (a report without it reads as None). Its class names are kept as
+    written, cut to MAX_LAYER_NAME characters: they are escaped where they are shown.
+    """
 
     error: str | None
+    architecture: Architecture | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": EVAL_REPORT_VERSION, "error": self.error}
+        return {"version": EVAL_REPORT_VERSION, "error": self.error,
+                **({} if self.architecture is None else {"architecture": architecture_json(self.architecture)})}
 
     @classmethod
     def from_json(cls, obj: Any) -> EvalReport:
         """Read back what to_json wrote; ValueError (one line) if it is not such a report."""
         if isinstance(obj, dict) and obj.get("version") != EVAL_REPORT_VERSION:
             raise ValueError(f"evaluation report version {show_value(obj.get('version'))} is not {EVAL_REPORT_VERSION}")
-        doc = _object(obj, "evaluation report", ("version", "error"))
-        return cls(error=_optional(doc["error"], _text, "error"))
+        keys = ("version", "error", "architecture") if isinstance(obj, dict) and "architecture" in obj else (
+            "version", "error")
+        doc = _object(obj, "evaluation report", keys)
+        return cls(error=_optional(doc["error"], _text, "error"),
+                   architecture=_optional(doc.get("architecture"), _architecture, "architecture"))
+
+
+def _architecture(value: Any, where: str) -> Architecture:
+    """An evaluator's architecture report, every field checked against the bounds above."""
+    doc = _object(value, where, ("input_shape", "layers", "layer_count", "conv2d", "params"))
+    shape = doc["input_shape"]
+    if shape is not None and (not isinstance(shape, list) or len(shape) > MAX_INPUT_AXES):
+        raise ValueError(f"{where}.input_shape must be a list of at most {MAX_INPUT_AXES} axis sizes, or null")
+    axes = None if shape is None else tuple(
+        _optional(axis, lambda v, w: _bounded(v, w, MAX_AXIS), f"{where}.input_shape[{i}]")
+        for i, axis in enumerate(shape))
+    layers = doc["layers"]
+    if not isinstance(layers, list) or len(layers) > MAX_LAYERS_LISTED:
+        raise ValueError(f"{where}.layers must be a list of at most {MAX_LAYERS_LISTED} class names")
+    names = []
+    for i, name in enumerate(layers):
+        if not isinstance(name, str):
+            raise ValueError(f"{where}.layers[{i}] must be a string")
+        names.append(name[:MAX_LAYER_NAME])
+    count = _bounded(doc["layer_count"], f"{where}.layer_count", MAX_LAYER_COUNT)
+    if count < len(names):
+        raise ValueError(f"{where}.layer_count {count} is less than the {len(names)} layers listed")
+    conv2d = _bounded(doc["conv2d"], f"{where}.conv2d", count)
+    return Architecture(input_shape=axes, layers=tuple(names), layer_count=count, conv2d=conv2d,
+                        params=_bounded(doc["params"], f"{where}.params", MAX_PARAMS))
+
+
+def _bounded(value: Any, where: str, most: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise ValueError(f"{where} must be a whole number from 0 to {most}")
+    return value
 
 
 def _object(obj: Any, what: str, keys: tuple[str, ...]) -> Mapping[str, Any]:

@@ -88,8 +88,26 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class Architecture:
+    """An exported model's architecture as its evaluator reported it (grader.evalchild), bounded by grader.protocol.
+
+    ``input_shape`` is the model's one input without the batch axis (None for an axis of any size), or None when
+    the model has no single input; ``layers`` the class names of its layers in order, a nested model's layers in
+    its place, at most the first 200; ``layer_count`` how many layers there are in all; ``conv2d`` how many are
+    Conv2D; ``params`` the parameter count. The class names are the submission's: escape them before showing them.
+    """
+
+    input_shape: tuple[int | None, ...] | None
+    layers: tuple[str, ...]
+    layer_count: int
+    conv2d: int
+    params: int
+
+
+@dataclass(frozen=True)
 class ModelEvaluation:
-    """The grader's own evaluation of one exported best model on the held-out test split."""
+    """The grader's own evaluation of one exported best model on the held-out test split, and its architecture
+    (None when the model did not load, or for results written before it was reported)."""
 
     search: str
     path: str
@@ -97,11 +115,33 @@ class ModelEvaluation:
     n_test: int
     error: str | None
     seconds: float
+    architecture: Architecture | None = None
+
+
+@dataclass(frozen=True)
+class Override:
+    """A reviewer's points for one check (grader.review): the points, their comment and name, when, and the grader's
+    own status before them (restored with the automatic points when the override is removed).
+
+    ``at`` is an ISO 8601 timestamp with a UTC offset, the moment these points, comment or reviewer were first applied.
+    """
+
+    points: float
+    comment: str
+    reviewer: str
+    at: str
+    automatic_status: Literal["pass", "partial", "fail", "error", "skipped"]
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One rubric check's verdict, with the message a student can act on."""
+    """One rubric check's verdict, with the message a student can act on.
+
+    ``suspect`` flags something a person should look at; ``review`` says the rubric asks a person to read this check
+    (``manual_review``). Both put the check in ``grader review``'s queue. ``points`` are always the final points: with
+    an ``override`` (a reviewer's, grader.review) they are the reviewer's, ``automatic_points`` the grader's own and
+    ``status`` follows the final points; without one ``automatic_points`` is None.
+    """
 
     id: str
     title: str
@@ -112,6 +152,9 @@ class CheckResult:
     visibility: Literal["visible", "hidden", "after_due_date"]
     message: str
     suspect: bool = False
+    review: bool = False
+    automatic_points: float | None = None
+    override: Override | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +239,7 @@ def to_json(result: Result) -> dict[str, Any]:
                 "n_test": e.n_test,
                 "error": e.error,
                 "seconds": e.seconds,
+                **({} if e.architecture is None else {"architecture": architecture_json(e.architecture)}),
             }
             for e in result.evaluations
         ],
@@ -211,6 +255,13 @@ def to_json(result: Result) -> dict[str, Any]:
                 "visibility": c.visibility,
                 "message": c.message,
                 "suspect": c.suspect,
+                **({"review": True} if c.review else {}),
+                **({} if c.override is None else {
+                    "automatic_points": c.automatic_points,
+                    "override": {"points": c.override.points, "comment": c.override.comment,
+                                 "reviewer": c.override.reviewer, "at": c.override.at,
+                                 "automatic_status": c.override.automatic_status},
+                }),
             }
             for c in result.checks
         ],
@@ -270,6 +321,7 @@ def from_json(data: Any) -> Result:
                 n_test=e["n_test"],
                 error=e["error"],
                 seconds=float(e["seconds"]),
+                architecture=_architecture(e.get("architecture")),
             )
             for e in data["evaluations"]
         ),
@@ -285,6 +337,9 @@ def from_json(data: Any) -> Result:
                 visibility=c["visibility"],
                 message=c["message"],
                 suspect=c.get("suspect", False),
+                review=c.get("review", False),
+                automatic_points=None if c.get("automatic_points") is None else float(c["automatic_points"]),
+                override=_override(c.get("override")),
             )
             for c in data["checks"]
         ),
@@ -294,6 +349,27 @@ def from_json(data: Any) -> Result:
                                                   cuda_used=device["cuda_used"], note=device["note"]),
         fallbacks=tuple(data.get("fallbacks", ())),
     )
+
+
+def architecture_json(arch: Architecture) -> dict[str, Any]:
+    """An Architecture as JSON (result.json's evaluations[].architecture, and the evaluator's report)."""
+    return {"input_shape": None if arch.input_shape is None else list(arch.input_shape), "layers": list(arch.layers),
+            "layer_count": arch.layer_count, "conv2d": arch.conv2d, "params": arch.params}
+
+
+def _architecture(data: Any) -> Architecture | None:
+    if data is None:
+        return None
+    shape = data["input_shape"]
+    return Architecture(input_shape=None if shape is None else tuple(shape), layers=tuple(data["layers"]),
+                        layer_count=data["layer_count"], conv2d=data["conv2d"], params=data["params"])
+
+
+def _override(data: Any) -> Override | None:
+    if data is None:
+        return None
+    return Override(points=float(data["points"]), comment=data["comment"], reviewer=data["reviewer"], at=data["at"],
+                    automatic_status=data["automatic_status"])
 
 
 def write_result(path: str | os.PathLike[str], result: Result) -> None:

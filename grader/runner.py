@@ -34,7 +34,7 @@ from grader.harvest import Harvest, HarvestLimits, harvest, remove_tree
 from grader.nbhtml import write_notebook_html
 from grader.parse import BoundedParseError, load_json
 from grader.protocol import EvalReport, RunSummary
-from grader.result import Artifact, Device, Isolation, ModelEvaluation, Result, Slot, Timings
+from grader.result import Architecture, Artifact, Device, Isolation, ModelEvaluation, Result, Slot, Timings
 from grader.rubric import Rubric
 from grader.sandbox import SandboxResult, SandboxSpecError, SandboxUnavailableError, limit_message, run_sandboxed
 from grader.session import (
@@ -53,6 +53,7 @@ from grader.session import (
 from grader.staging import InvalidSubmissionError, Submission, find_entry_point, stage
 from grader.text import one_line
 from grader.validate import FileProblem, read_regular
+from grader.verify import VERIFICATION_FILE, read_verification
 
 REQUIRED_MODELS = ("grid", "random")  # always reported, missing or not; other searches only when exported
 NOTEBOOK_COPY = "notebook.executed.ipynb"  # next to result.json: the executed notebook, as copied out
@@ -62,6 +63,7 @@ NOTEBOOK_HTML = "notebook.html"  # next to result.json: the grader's own sanitis
 OUTPUT_LIMITS = HarvestLimits()
 NOTEBOOK_LIMITS = HarvestLimits(max_files=100, max_depth=1, max_file_bytes=64 * 2**20, max_total_bytes=128 * 2**20)
 CHILD_LIMITS = HarvestLimits(max_files=100, max_depth=1, max_total_bytes=64 * 2**20)
+MAX_REPORT_FILE_BYTES = 256 * 1024  # an evaluation report: at most 200 class names of 100 characters, JSON-escaped
 DEVICE_LIMITS = HarvestLimits(max_files=MAX_REPORTS, max_depth=1, max_file_bytes=MAX_REPORT_BYTES,
                               max_total_bytes=MAX_REPORTS * MAX_REPORT_BYTES)
 # KerasTuner projects elsewhere in the work dir: only oracle.json and trial.json files, a project at most 3 folders down.
@@ -139,8 +141,10 @@ def grade_submission(job: Job, slot: Slot) -> Graded:
                           notebook=notebook if notebook.is_file() else None,
                           refused=[(r.display, r.reason) for r in found.refused] if found else (),
                           unread=found.problem if found else None,
-                          work_projects=collected.work_projects if collected is not None else None)
-        checks = run_checks(job.rubric, evidence)
+                          work_projects=collected.work_projects if collected is not None else None,
+                          run_seconds=run_s or None)  # 0.0: not run
+        verified = read_verification(layout.root / VERIFICATION_FILE, job.content_hash, job.rubric)
+        checks = run_checks(job.rubric, replace(evidence, verification=verified))
         result = Result(
             schema_version=1,
             student_id=job.submission.student_id,
@@ -415,20 +419,22 @@ def evaluate_models(layout: Layout, slot: Slot, job: Job, outputs: Harvest,
         if project is not None and project.best_trial is not None and rel not in copied and rel not in refused:
             started = time.monotonic()
             source, shown, error = collect_checkpoint(layout, project, job.max_model_bytes)
-            accuracy = None
+            accuracy, architecture = None, None
             if source is not None:
-                accuracy, error = _evaluate_one(layout, slot, job, search, source, shown)
+                accuracy, error, architecture = _evaluate_one(layout, slot, job, search, source, shown)
             evaluations.append(ModelEvaluation(search, shown, accuracy, len(job.test.labels), error,
-                                               round(time.monotonic() - started, 3)))
+                                               round(time.monotonic() - started, 3), architecture))
             continue
         if search not in REQUIRED_MODELS and rel not in copied and rel not in refused:
             continue
         started = time.monotonic()
-        accuracy, error = None, _refuse_model(rel, copied, refused, job.max_model_bytes, outputs.stopped)
+        accuracy, architecture, error = None, None, _refuse_model(rel, copied, refused, job.max_model_bytes,
+                                                                  outputs.stopped)
         if error is None:
-            accuracy, error = _evaluate_one(layout, slot, job, search, layout.collected_outputs / rel, rel)
+            accuracy, error, architecture = _evaluate_one(layout, slot, job, search, layout.collected_outputs / rel,
+                                                          rel)
         evaluations.append(ModelEvaluation(search, rel, accuracy, len(job.test.labels), error,
-                                           round(time.monotonic() - started, 3)))
+                                           round(time.monotonic() - started, 3), architecture))
     return evaluations
 
 
@@ -475,9 +481,10 @@ def _refuse_model(rel: str, copied: Mapping[str, int], refused: Mapping[str, str
 
 
 def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str, source: Path, shown: str
-                  ) -> tuple[float | None, str | None]:
+                  ) -> tuple[float | None, str | None, Architecture | None]:
     """Run one model's evaluation child in its own sandbox on the grader's copy `source` of the model the submission
-    shows as `shown`; its accuracy, or None and the reason."""
+    shows as `shown`: its accuracy, or None and the reason; and the architecture the child reported (None when the
+    model did not load, or when the report was refused)."""
     folder = layout.evaluation_of(search)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, folder / EVAL_MODEL)
@@ -485,28 +492,28 @@ def _evaluate_one(layout: Layout, slot: Slot, job: Job, search: str, source: Pat
     try:
         run = run_sandboxed(spec)
     except (SandboxUnavailableError, SandboxSpecError, OSError) as exc:
-        return None, f"the evaluation sandbox could not start: {exc}"
+        return None, f"the evaluation sandbox could not start: {exc}", None
     if run.timed_out:
-        return None, f"evaluating the model took longer than its limit of {spec.time_limit_s:g} s"
+        return None, f"evaluating the model took longer than its limit of {spec.time_limit_s:g} s", None
     over = limit_message(run, spec.limits)
     if over is not None:
-        return None, f"evaluating the model {over}"
+        return None, f"evaluating the model {over}", None
     n_test = len(job.test.labels)
     found = harvest(folder, layout.collected / "eval" / search,
-                    limits=replace(CHILD_LIMITS, max_file_bytes=n_test * 8 + 4096),
+                    limits=replace(CHILD_LIMITS, max_file_bytes=max(n_test * 8, MAX_REPORT_FILE_BYTES) + 4096),
                     keep=lambda rel: rel in (EVAL_PREDICTIONS, EVAL_REPORT), within=layout.root)
     kept = {f.rel for f in found.files}
     if EVAL_REPORT not in kept:
-        return None, _stderr_hint(run).removeprefix(": ") or f"the evaluation exited with code {run.exit_code}"
+        return None, _stderr_hint(run).removeprefix(": ") or f"the evaluation exited with code {run.exit_code}", None
     try:
         report = EvalReport.from_json(load_json(found.root.joinpath(EVAL_REPORT).read_bytes()))
     except (OSError, ValueError) as exc:
-        return None, one_line(f"the evaluation report is unreadable: {exc}", 300)
+        return None, one_line(f"the evaluation report is unreadable: {exc}", 300), None
     if report.error is not None:  # the grader's own paths are no business of the student's
-        return None, one_line(report.error.replace(str(folder / EVAL_MODEL), shown), 300)
+        return None, one_line(report.error.replace(str(folder / EVAL_MODEL), shown), 300), report.architecture
     if EVAL_PREDICTIONS not in kept:
-        return None, "the evaluation left no predictions"
-    return _accuracy(found.root / EVAL_PREDICTIONS, job.test.labels)
+        return None, "the evaluation left no predictions", report.architecture
+    return *_accuracy(found.root / EVAL_PREDICTIONS, job.test.labels), report.architecture
 
 
 def _accuracy(predictions_path: Path, labels: np.ndarray) -> tuple[float | None, str | None]:

@@ -65,7 +65,7 @@ _MAX_NAME_BYTES = 255
 MAX_ID_CHARS = 100
 # What the grader writes at the top of its output folder (grader.gradebook's CSV_FILE and PARQUET_FILE,
 # grader.grade's DATA_DIR, and the gradebook folder name kept free for it): no student id may take one.
-RESERVED_NAMES = frozenset({"grades.csv", "grades.parquet", ".data", "gradebook"})
+RESERVED_NAMES = frozenset({"grades.csv", "grades.parquet", ".data", "gradebook", "review.csv"})
 _BAD_ID_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
 
 

@@ -128,7 +128,7 @@ def validate_output_dir(
         violations += cv.problems
         trial_searches = frozenset(t.search for t in cv.trials)
     else:
-        violations += trials.violations
+        violations += [*trials.violations, *check_manual_reasons(trials)]
     violations += check_comparison(root / contract.COMPARISON_FILE, trial_searches)
     violations += check_answers(root / contract.ANSWERS_FILE)
     for search in searches:
@@ -239,6 +239,14 @@ def read_trials(path: str | Path) -> tuple[list[dict[str, Any]], list[Violation]
     """
     result = _read_trials(Path(path))
     return list(result.records), list(result.violations)
+
+
+def check_manual_reasons(trials: TrialLines) -> list[Violation]:
+    """A manual search's trial without its reason (one line on why the configuration was chosen)."""
+    return [Violation(contract.TRIALS_FILE, f"line {line}", 'a manual trial needs its "reason": one line on why it '
+                                                            "was chosen")
+            for record, line in zip(trials.records, trials.lines)
+            if record["search"] == "manual" and not str(record.get("reason") or "").strip()]
 
 
 def _read_trials(path: Path) -> TrialLines:
@@ -751,7 +759,15 @@ def _schema_findings(
     if not describe:
         return [("", "")] * len(errors)
     errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
-    return [(_path(e.absolute_path), _shorten(e.message)) for e in errors]
+    return [(_path(e.absolute_path), _message(e)) for e in errors]
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """The error's message with a long string the submission wrote cut short, so that what is wrong still shows."""
+    text = error.message
+    if isinstance(error.instance, str) and len(error.instance) > 40:
+        text = text.replace(repr(error.instance), _name(error.instance), 1)
+    return _shorten(text)
 
 
 def _unpack(error: jsonschema.ValidationError, siblings: Sequence[jsonschema.ValidationError]) -> Iterator[jsonschema.ValidationError]:
@@ -830,7 +846,7 @@ def _names(names: Sequence[Any], more: int = 0, shown: int = 5) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`grader validate-output DIR [--searches grid,random,bayesian]`: print every violation of contract v1 (or an OK
+    """`grader validate-output DIR [--searches grid,random,bayesian,manual]`: print every violation of contract v1 (or an OK
     line); 0 when there are none, else 1 (2 for a bad --searches)."""
     parser = argparse.ArgumentParser(
         prog="grader validate-output", description="Check a submission's output dir against submission contract v1."
@@ -839,7 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--searches",
         default="grid,random",
-        help="comma-separated searches whose best model must be exported, of grid, random and bayesian "
+        help="comma-separated searches whose best model must be exported, of grid, random, bayesian and manual "
              "(default: grid,random)",
     )
     args = parser.parse_args(argv)

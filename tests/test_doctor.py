@@ -368,7 +368,7 @@ def test_this_machine_grades_with_bubblewrap_cgroups_and_torch_on_one_cpu_slot(
     ]
     assert f"  Keras cache: {data.keras_cache_dir()}" in lines
     assert ("  shipped rubrics: cifar10_full (cifar10, full profile), cifar10_quick (cifar10, quick profile), "
-            "full (mnist, full profile), quick (mnist, quick profile)") in lines
+            "full (mnist, full profile), quick (mnist, quick profile), week_quick (mnist, quick profile)") in lines
     assert f"  torch: {importlib.metadata.version('torch')}, CUDA not available" in lines
     assert f"  nbclient: {importlib.metadata.version('nbclient')}" in lines
     assert section(lines, "so grader grade will")[:4] == [

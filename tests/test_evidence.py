@@ -374,7 +374,7 @@ def test_an_answers_cell_too_long_to_be_answers_is_refused_unparsed(tmp_path: Pa
     ([_cell("raw", "better_search: [grid\n")],
      "nb.ipynb cell 0: line 2, column 1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
     ([_cell("raw", "better_search: both\n")],
-     "nb.ipynb cell 0: $.better_search: 'both' is not one of ['grid', 'random']"),
+     "nb.ipynb cell 0: $.better_search: 'both' is not one of ['grid', 'random', 'bayesian', 'manual']"),
 ])
 def test_a_broken_answers_cell_is_named_by_cell(tmp_path: Path, cells: list[dict[str, Any]], message: str) -> None:
     ev = gather(tmp_path, notebook=_notebook(tmp_path / "nb.ipynb", cells))

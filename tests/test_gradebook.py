@@ -73,7 +73,7 @@ def test_gradebook_has_one_row_per_student_sorted_with_scores_checks_and_accurac
     )
     frame = pd.read_csv(book.csv_path, dtype={"student_id": str, "status": str, "message": str})
     assert list(frame.columns) == [
-        "student_id", "status", "score_earned", "score_possible", "suspect",
+        "student_id", "status", "score_earned", "score_possible", "suspect", "overrides",
         "test_accuracy_grid", "test_accuracy_random", "run_seconds", "message",
         "points_grid_coverage", "points_best_accuracy",
     ]
@@ -81,6 +81,7 @@ def test_gradebook_has_one_row_per_student_sorted_with_scores_checks_and_accurac
     assert list(frame["status"]) == ["completed", "completed", "crashed"]
     assert list(frame["score_earned"]) == [14.0, 14.0, 0.0]
     assert list(frame["suspect"]) == [False, True, False]
+    assert list(frame["overrides"]) == [0, 0, 0]
     assert list(frame["test_accuracy_grid"][:2]) == [0.97, 0.97]
     assert math.isnan(frame["test_accuracy_random"][2])
     assert list(frame["points_best_accuracy"][:2]) == [4.0, 4.0]
@@ -124,7 +125,7 @@ def test_empty_results_folder_gives_a_gradebook_with_headers_only(tmp_path: Path
     book = rebuild_gradebook(tmp_path)
     assert book.rows == 0
     assert book.csv_path.read_text() == (
-        "student_id,status,score_earned,score_possible,suspect,"
+        "student_id,status,score_earned,score_possible,suspect,overrides,"
         "test_accuracy_grid,test_accuracy_random,run_seconds,message\n"
     )
 

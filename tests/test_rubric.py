@@ -32,7 +32,9 @@ QUICK_DOC = json.loads((RUBRICS / "quick.json").read_text())
 def test_the_shipped_rubrics_are_valid_and_worth_100_points(name: str) -> None:
     rubric = load_rubric(RUBRICS / f"{name}.json")
     assert rubric.profile == name and rubric.max_points == 100
-    assert {c.kind for c in rubric.checks} == set(JUDGES) - {"bayesian_coverage"}  # a rubric asks for it by choice
+    # a rubric asks for Bayesian optimisation and a manual search by choice (week_quick does)
+    assert {c.kind for c in rubric.checks} == set(JUDGES) - {"bayesian_coverage", "manual_search", "model_architecture",
+                                                             "consistency", "verified_training"}
     assert "calibration" not in rubric.raw
     assert all(c.title and c.params is not None for c in rubric.checks)
 
@@ -91,7 +93,7 @@ def index_of(kind: str) -> int:
 @pytest.mark.parametrize(("doc", "problems"), [
     (with_check(0, kind="best_loss"),
      ["$.checks[0].kind: 'best_loss' is not one of ['artifacts', 'search_space', 'grid_coverage', 'random_coverage', "
-      "'bayesian_coverage', 'accuracy_threshold', 'comparison', 'answer_choice', 'answer_numeric', 'answer_text', 'runtime']"]),
+      "'bayesian_coverage', 'manual_search', 'verified_training', 'model_architecture', 'consistency', 'accuracy_threshold', 'comparison', 'answer_choice', 'answer_numeric', 'answer_text', 'runtime']"]),
     (with_check(0, params=None), ["$.checks[0]: 'params' is a required property"]),
     (with_params(0, files=[]), ["$.checks[0].params.files: [] should be non-empty"]),
     (with_params(0, files=["../secret"]),
@@ -126,7 +128,7 @@ def test_an_invalid_rubric_file_is_one_rubric_error_listing_its_problems(tmp_pat
         load_rubric(path)
     assert err.value.problems == [
         "$.checks[0].kind: 'best_loss' is not one of ['artifacts', 'search_space', 'grid_coverage', 'random_coverage', "
-        "'bayesian_coverage', 'accuracy_threshold', 'comparison', 'answer_choice', 'answer_numeric', 'answer_text', 'runtime']",
+        "'bayesian_coverage', 'manual_search', 'verified_training', 'model_architecture', 'consistency', 'accuracy_threshold', 'comparison', 'answer_choice', 'answer_numeric', 'answer_text', 'runtime']",
         "$.checks[0].points: -1 is less than the minimum of 0"]
 
 
@@ -197,6 +199,21 @@ PARAMS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "search": st.sampled_from(["random", "bayesian"]), "continuous": st.lists(_hp, max_size=3, unique=True),
         "min_distinct_fraction": _fraction}),
     "bayesian_coverage": st.fixed_dictionaries({"min_trials": st.integers(1, 100)}, optional={"margin": _fraction}),
+    "verified_training": st.fixed_dictionaries({}, optional={"searches": _searches, "tolerance": _fraction}),
+    "manual_search": st.fixed_dictionaries({}, optional={"min_trials": st.integers(1, 100),
+                                                         "min_reason_words": st.integers(1, 20)}),
+    "model_architecture": st.fixed_dictionaries({}, optional={
+        "searches": _searches, "conv_blocks": st.integers(0, 5),
+        "required_layers": st.lists(st.sampled_from(["Conv2D", "MaxPooling2D", "Dropout", "Dense", "Flatten"]),
+                                    min_size=1, max_size=4, unique=True),
+        "params": st.fixed_dictionaries({}, optional={"min": st.integers(0, 10**7), "max": st.integers(0, 10**7)}
+                                        ).filter(bool),
+        "input_shape": st.lists(st.integers(1, 64), min_size=1, max_size=4)}).filter(
+        lambda p: any(k in p for k in ("conv_blocks", "required_layers", "params", "input_shape"))),
+    "consistency": st.fixed_dictionaries({}, optional={
+        "searches": _searches, "seconds_slack": st.fixed_dictionaries({}, optional={
+            "factor": st.floats(1, 10), "seconds": st.floats(0, 100)}),
+        "tuner_tolerance": _fraction, "above_val_tolerance": _fraction, "ceiling": _fraction}),
     "accuracy_threshold": st.fixed_dictionaries({"tiers": st.lists(st.fixed_dictionaries(
         {"min_accuracy": _fraction, "fraction": _fraction}, optional={"margin": _fraction}), min_size=1, max_size=4)},
         optional={"searches": _searches, "suspect_tolerance": _fraction}),
@@ -220,7 +237,8 @@ PARAMS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "answer_text": st.fixed_dictionaries({"key": _answer_key}, optional={
         "min_words": st.integers(0, 200), "concepts": st.lists(st.text(min_size=1, max_size=6) | st.lists(
             st.text(min_size=1, max_size=6), min_size=1, max_size=3), max_size=3),
-        "require_number": st.booleans(), "manual_review": st.booleans()}),
+        "require_number": st.booleans(), "manual_review": st.booleans(), "check_claims": st.booleans(),
+        "hyperparameter": _hp, "direction_margin": _fraction}),
     "runtime": st.fixed_dictionaries({}, optional={"timed_out_fraction": _fraction, "crashed_fraction": _fraction}),
 }
 
@@ -270,7 +288,7 @@ def test_a_shipped_rubric_is_named_by_its_name_and_a_file_wins_over_a_name(tmp_p
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from grader.rubric import SHIPPED, resolve_rubric, shipped_rubrics
 
-    assert shipped_rubrics() == ("cifar10_full", "cifar10_quick", "full", "quick")
+    assert shipped_rubrics() == ("cifar10_full", "cifar10_quick", "full", "quick", "week_quick")
     assert resolve_rubric("full") == SHIPPED / "full.json"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "quick").write_text("{}")
@@ -283,4 +301,4 @@ def test_an_unknown_rubric_name_lists_the_shipped_ones(tmp_path: Path) -> None:
     with pytest.raises(RubricError) as err:
         resolve_rubric(tmp_path / "nope.json")
     assert str(err.value) == (f"invalid rubric {tmp_path / 'nope.json'}: cannot read it: no such file, and the "
-                              f"rubrics shipped with the grader are cifar10_full, cifar10_quick, full, quick")
+                              f"rubrics shipped with the grader are cifar10_full, cifar10_quick, full, quick, week_quick")

@@ -200,9 +200,9 @@ def test_student_id_problem(student_id: str, problem: str | None) -> None:
 
 
 def test_reserved_names_cover_what_the_grader_writes_at_the_top_of_its_output_folder() -> None:
-    from grader import grade, gradebook
+    from grader import grade, gradebook, review
 
-    assert {gradebook.CSV_FILE, gradebook.PARQUET_FILE, grade.DATA_DIR} <= RESERVED_NAMES
+    assert {gradebook.CSV_FILE, gradebook.PARQUET_FILE, grade.DATA_DIR, review.REVIEW_FILE} <= RESERVED_NAMES
 
 
 # ---------------------------------------------------------------- staging folders

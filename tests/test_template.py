@@ -65,7 +65,7 @@ def test_no_instructor_material_reaches_the_template() -> None:
     rubric = json.loads(texts["rubrics/quick.json"])
     assert "calibration" not in rubric
     assert all(c.get("visibility", "visible") != "hidden" for c in rubric["checks"])
-    assert texts["tuning.py"].count("raise NotImplementedError(\"TODO(student): ") == 5
+    assert texts["tuning.py"].count("raise NotImplementedError(\"TODO(student): ") == 6
     notebook = json.loads(texts["assignment.ipynb"])
     assert all(c.get("outputs", []) == [] for c in notebook["cells"])
 

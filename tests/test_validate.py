@@ -386,7 +386,7 @@ def test_failed_trial_with_null_metrics_and_message_is_valid(out: Path) -> None:
         ({"val_accuracy": 94.1}, "$.val_accuracy: 94.1 is greater than the maximum of 1"),
         ({"status": "DONE"}, "$.status: 'DONE' is not one of ['COMPLETED', 'FAILED', 'INVALID', 'STOPPED']"),
         ({"trial_id": 3}, "$.trial_id: 3 is not of type 'string'"),
-        ({"search": "hyperband"}, "$.search: 'hyperband' is not one of ['grid', 'random', 'bayesian']"),
+        ({"search": "hyperband"}, "$.search: 'hyperband' is not one of ['grid', 'random', 'bayesian', 'manual']"),
         ({"hyperparameters": {"lr": 0.01}}, "$.hyperparameters: 'lr' is not one of ['learning_rate', 'batch_size', 'epochs', 'filters', 'kernel_size', 'dropout', 'l1', 'l2']"),
         ({"history": {"loss": ["0.5"]}}, "$.history.loss[0]: '0.5' is not of type 'number', 'null'"),
         ({"extra": 1}, "$: Additional properties are not allowed ('extra' was unexpected)"),
@@ -495,7 +495,7 @@ def test_half_filled_answers_are_structurally_valid(out: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("contract_version: 1\nbetter_search: both\n", "$.better_search: 'both' is not one of ['grid', 'random']"),
+        ("contract_version: 1\nbetter_search: both\n", "$.better_search: 'both' is not one of ['grid', 'random', 'bayesian', 'manual']"),
         (
             "contract_version: 1\nmost_important_hyperparameter: lr\n",
             "$.most_important_hyperparameter: 'lr' is not one of "
@@ -812,7 +812,7 @@ def test_each_checker_has_a_bytes_entry_point_giving_the_same_violations(out: Pa
     assert validate.check_comparison_bytes((out / "comparison.csv").read_bytes(), {"grid", "random"}) == \
         validate.check_comparison(out / "comparison.csv", {"grid", "random"})
     assert [str(v) for v in validate.check_answers_bytes(b"contract_version: 1\nbetter_search: both\n", "cell")] == [
-        "cell $.better_search: 'both' is not one of ['grid', 'random']"]
+        "cell $.better_search: 'both' is not one of ['grid', 'random', 'bayesian', 'manual']"]
 
 
 def test_read_trials_bytes_applies_transform_before_checking() -> None:

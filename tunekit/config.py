@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from grader.contract import (
+    ALWAYS_SEARCHED,
     DATASETS,
     ENV_DATA_DIR,
     ENV_DATASET,
@@ -32,6 +33,8 @@ from tunekit.data import may_download
 class RunConfig:
     """Where to write, what profile and dataset, how long, which seed, which searches, whether data may be downloaded.
 
+    searches are in the contract's order: grid and random always, then bayesian and manual when asked.
+
     allow_download defaults to tunekit.data.may_download(): True on a student's machine,
     False under the grader (GRADER_DATA_DIR set), read when the RunConfig is made.
     """
@@ -42,13 +45,8 @@ class RunConfig:
     time_budget_s: float | None = None
     seed: int = 0
     data_dir: Path | None = None
-    bayesian: bool = False
+    searches: tuple[str, ...] = ALWAYS_SEARCHED
     allow_download: bool = field(default_factory=may_download)
-
-    @property
-    def searches(self) -> tuple[str, ...]:
-        """The searches this run does, in the contract's order: grid and random, and bayesian when asked."""
-        return ("grid", "random", "bayesian") if self.bayesian else ("grid", "random")
 
 
 def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> RunConfig:
@@ -56,7 +54,7 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
 
     The dataset is --dataset, else GRADER_DATASET (the rubric's dataset, set by the grader), else mnist.
     The searches are --searches, else GRADER_SEARCHES (comma-separated, set by the grader from the rubric), else
-    grid,random; grid and random always run, and bayesian runs when listed or when --bayesian is given.
+    grid,random; grid and random always run, bayesian and manual when listed (bayesian also with --bayesian).
     """
     env = os.environ
     parser = argparse.ArgumentParser(description=description)
@@ -78,10 +76,11 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
         parser.error(f"{ENV_PROFILE} must be one of {', '.join(PROFILES)}, not {args.profile!r}")
     if args.dataset not in DATASETS:
         parser.error(f"{ENV_DATASET} must be one of {', '.join(DATASETS)}, not {args.dataset!r}")
-    searches = [name.strip() for name in args.searches.split(",") if name.strip()]
-    unknown = [name for name in searches if name not in SEARCHES]
-    if unknown:
-        parser.error(f"each search in {ENV_SEARCHES} must be one of {', '.join(SEARCHES)}, not {unknown[0]!r}")
+    names = [name.strip() for name in args.searches.split(",") if name.strip()] + ["bayesian"] * args.bayesian
+    try:
+        searches = searches_to_run(names)
+    except ValueError as err:
+        parser.error(str(err))
     return RunConfig(
         out=Path(args.out),
         profile=args.profile,
@@ -89,9 +88,18 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str = "") -> R
         time_budget_s=args.time_budget,
         seed=args.seed,
         data_dir=Path(args.data_dir) if args.data_dir else None,
-        bayesian=args.bayesian or "bayesian" in searches,
+        searches=searches,
         allow_download=not args.no_download and may_download(),
     )
+
+
+def searches_to_run(names: Sequence[str]) -> tuple[str, ...]:
+    """The searches a run does for the names asked (GRADER_SEARCHES, a notebook's SEARCHES): grid and random always,
+    bayesian and manual when named, in the contract's order; ValueError for a name that is not a search."""
+    unknown = [name for name in names if name not in SEARCHES]
+    if unknown:
+        raise ValueError(f"each search in {ENV_SEARCHES} must be one of {', '.join(SEARCHES)}, not {unknown[0]!r}")
+    return tuple(s for s in SEARCHES if s in ALWAYS_SEARCHED or s in names)
 
 
 def _float(text: str | None) -> float | None:

@@ -8,7 +8,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import keras_tuner as kt
@@ -85,7 +85,25 @@ class BayesianOptimizationOracle(_DeadlineOracle, kt.oracles.BayesianOptimizatio
         super().__init__(*args, max_trials=max_trials, num_initial_points=num_initial_points, **kwargs)
 
 
-ORACLES = {"grid": GridSearchOracle, "random": RandomSearchOracle, "bayesian": BayesianOptimizationOracle}
+class ManualOracle(_DeadlineOracle, kt.Oracle):
+    """Hands out hand-chosen configurations in order, one per trial, keeping each one's reason for trials.jsonl."""
+
+    def __init__(self, *args: Any, plan: Sequence[tuple[dict[str, Any], str]] = (), **kwargs: Any) -> None:
+        kwargs["max_trials"] = len(plan)
+        super().__init__(*args, **kwargs)
+        self.plan = list(plan)
+        self.reasons: dict[str, str] = {}
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        index = len(self.trials)
+        if index >= len(self.plan):
+            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+        values, self.reasons[trial_id] = self.plan[index]
+        return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": dict(values)}
+
+
+ORACLES = {"grid": GridSearchOracle, "random": RandomSearchOracle, "bayesian": BayesianOptimizationOracle,
+           "manual": ManualOracle}
 
 
 class RecordingTuner(kt.Tuner):
@@ -116,13 +134,15 @@ class RecordingTuner(kt.Tuner):
         seconds, history = self._runs.pop(trial.trial_id, (0.0, {}))
         if self.deadline is not None:
             self.deadline.last_trial_s = seconds
-        record = trial_record(self.search_name, self.oracle.get_trial(trial.trial_id), history, seconds)
+        record = trial_record(self.search_name, self.oracle.get_trial(trial.trial_id), history, seconds,
+                              reason=getattr(self.oracle, "reasons", {}).get(trial.trial_id))
         self.trial_log.append(record)
         print(progress_line(record), flush=True)
 
 
-def trial_record(search: str, trial: Any, history: dict[str, list[float]], seconds: float) -> dict[str, Any]:
-    """The contract's trials.jsonl line for a KerasTuner trial."""
+def trial_record(search: str, trial: Any, history: dict[str, list[float]], seconds: float,
+                 reason: str | None = None) -> dict[str, Any]:
+    """The contract's trials.jsonl line for a KerasTuner trial (with its reason, for a manual search's trial)."""
     clean = {k: [_num(v) for v in vals] for k, vals in history.items()}
     status = str(trial.status)
     val_acc = val_loss = None
@@ -150,6 +170,8 @@ def trial_record(search: str, trial: Any, history: dict[str, list[float]], secon
     }
     if message:
         record["message"] = message[-2000:]
+    if reason:
+        record["reason"] = reason
     return record
 
 

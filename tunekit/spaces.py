@@ -1,4 +1,4 @@
-"""Search spaces as plain data: the grid, the random ranges, their JSON form and their KerasTuner form."""
+"""Search spaces as plain data: the grid, the random ranges, the manual trials, their JSON and KerasTuner forms."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from grader.contract import HYPERPARAMETERS
+from grader.contract import HYPERPARAMETERS, MAX_REASON_CHARS
 
 
 @dataclass(frozen=True)
@@ -90,17 +90,58 @@ class RandomSpace:
         }
 
 
+@dataclass(frozen=True)
+class ManualTrial:
+    """One configuration chosen by hand, and the one-line reason for choosing it."""
+
+    hyperparameters: Mapping[str, Any]
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_names(self.hyperparameters)
+        if not self.reason.strip() or "\n" in self.reason.strip() or len(self.reason) > MAX_REASON_CHARS:
+            raise ValueError(f"a manual trial's reason is one line of 1 to {MAX_REASON_CHARS} characters, "
+                             f"not {self.reason[:40]!r}")
+
+
+@dataclass(frozen=True)
+class ManualSpace:
+    """A manual search: the hand-chosen trials, trained in this order (values a trial leaves out take fixed's)."""
+
+    trials: tuple[ManualTrial, ...]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_names(self.fixed)
+        if not self.trials:
+            raise ValueError("a manual search needs at least one trial")
+
+    def points(self) -> list[dict[str, Any]]:
+        """Each trial's full hyperparameter dict, in order."""
+        return [{**self.fixed, **t.hyperparameters} for t in self.trials]
+
+    @property
+    def size(self) -> int:
+        return len(self.trials)
+
+
 def _check_names(names: Mapping[str, Any]) -> None:
     unknown = sorted(set(names) - set(HYPERPARAMETERS))
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {unknown}; use the canonical names {list(HYPERPARAMETERS)}")
 
 
-def to_keras_tuner(space: GridSpace | RandomSpace) -> Any:
-    """The space as keras_tuner.HyperParameters (grid values become Choice, ranges Float/Int/Choice)."""
+def to_keras_tuner(space: GridSpace | RandomSpace | ManualSpace) -> Any:
+    """The space as keras_tuner.HyperParameters (grid values and manual trials' values become Choice, ranges
+    Float/Int/Choice)."""
     import keras_tuner as kt
 
     hp = kt.HyperParameters()
+    if isinstance(space, ManualSpace):
+        points = space.points()
+        for name in dict.fromkeys(k for point in points for k in point):
+            hp.Choice(name, list(dict.fromkeys(p[name] for p in points if name in p)), ordered=False)
+        return hp
     if isinstance(space, GridSpace):
         for name, values in space.values.items():
             hp.Choice(name, list(values), ordered=True)

@@ -171,6 +171,18 @@ def test_random_search_space_samples_the_learning_rate_on_a_log_scale():
     assert space.max_trials >= 5, "random_search_space: give the random search at least 5 trials"
 
 
+def test_manual_trials_are_three_different_configurations_each_with_a_reason():
+    with your_code():
+        space = tuning.manual_trials("quick")
+    points = space.points()
+    assert len(points) >= 3, f"manual_trials: choose at least 3 configurations, not {len(points)}"
+    assert len({tuple(sorted(p.items())) for p in points}) == len(points), (
+        "manual_trials: make each configuration different from the ones before")
+    for number, chosen in enumerate(space.trials, 1):
+        assert len(chosen.reason.split()) >= 4, (
+            f"manual_trials: give trial {number} a one-line reason of at least 4 words for choosing it")
+
+
 # ---- answer_questions -----------------------------------------------------------------------------------------------
 def trial(search, number, learning_rate, batch_size, val_accuracy, seconds):
     hyperparameters = {"learning_rate": learning_rate, "batch_size": batch_size, "epochs": 1, "filters": 16,

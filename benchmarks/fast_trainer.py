@@ -1,0 +1,114 @@
+"""Benchmark: the fast trainer (grader/fasttrain.py) against KerasTuner on the quick grid's configurations.
+
+Trains the quick profile's grid (reference/tuning.py grid_search_space("quick"), 16 configurations) on the quick
+profile's MNIST split, in this one run:
+  1. with KerasTuner (reference.tuning.run_search, Keras 3 on the torch backend, this process, torch's threads);
+  2. with grader.fasttrain.train_many, one single-thread process per core;
+  3. with grader.fasttrain.train_many in this process (workers=0, torch's threads);
+and prints each configuration's validation accuracy by both, the largest absolute difference in points (target
+<= 1.5), the mean of each (a bias would show there; one seed's noise is about 1-2 points per configuration
+either way), the wall times, the speed ratio against KerasTuner (target >= 3x) and the process-per-core ratio.
+
+    KERAS_BACKEND=torch python benchmarks/fast_trainer.py [--configs N] [--seed S]
+
+--configs N keeps the first N configurations (a grid of N trials for KerasTuner too), for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["KERAS_BACKEND"] = "torch"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from grader import fasttrain  # noqa: E402
+from reference import tuning  # noqa: E402
+from tunekit import data  # noqa: E402
+from tunekit.config import RunConfig  # noqa: E402
+from tunekit.spaces import GridSpace  # noqa: E402
+
+TARGET_POINTS = 1.5
+TARGET_SPEEDUP = 3.0
+NAMES = ("learning_rate", "batch_size", "filters", "dropout")
+
+
+def first_configs(space: GridSpace, n: int) -> GridSpace:
+    """The grid's first n combinations as a grid KerasTuner walks in the same order (n must be a prefix size)."""
+    combos = space.combinations()[:n]
+    varied = {k: tuple(dict.fromkeys(c[k] for c in combos)) for k in space.values}
+    sub = GridSpace(values={k: v for k, v in varied.items() if len(v) > 1},
+                    fixed={**space.fixed, **{k: v[0] for k, v in varied.items() if len(v) == 1}})
+    if sub.size != n:
+        raise SystemExit(f"fast_trainer.py: error: --configs {n} is not a prefix of the grid that is itself a grid "
+                         f"(try 1, 2, 4, 8 or {space.size})")
+    return sub
+
+
+def label(values: dict) -> str:
+    return " ".join(f"{k}={values[k]:g}" for k in NAMES)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=int, default=16, help="how many of the quick grid's configurations")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    space = tuning.grid_search_space("quick")
+    if not 1 <= args.configs <= space.size:
+        parser.error(f"--configs must be between 1 and {space.size}")
+    space = first_configs(space, args.configs)
+    train_size, val_size = tuning.PROFILE_DATA["quick"]
+    ds = data.load_train_val("mnist", train_size=train_size, val_size=val_size, seed=args.seed, shrink_to_fit=True)
+    cores = fasttrain.default_workers()
+    print(f"{args.configs} quick-grid configurations, {len(ds.x_train)} train / {len(ds.x_val)} validation MNIST "
+          f"images, torch {torch.__version__}, {cores} cores, {torch.get_num_threads()} torch threads")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RunConfig(out=Path(tmp), profile="quick", seed=args.seed, allow_download=False)
+        start = time.perf_counter()
+        tuner = tuning.run_search("grid", space, ds, config)
+        keras_s = time.perf_counter() - start
+        trials = [t for t in tuner.oracle.trials.values()]
+        from tunekit.recorder import TrialLog
+        records = {fasttrain.Config.from_hyperparameters(r["hyperparameters"]).key(): r
+                   for r in TrialLog(Path(tmp) / "trials.jsonl").read()}
+    assert len(trials) == len(records) == args.configs, (len(trials), len(records))
+
+    configs = [fasttrain.Config.from_hyperparameters(values) for values in space.combinations()]
+    start = time.perf_counter()
+    outcomes = fasttrain.train_many(configs, ds, seed=args.seed, device="cpu")
+    per_core_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fasttrain.train_many(configs, ds, seed=args.seed, device="cpu", workers=0)
+    single_s = time.perf_counter() - start
+
+    print(f"{'configuration':52} {'keras':>7} {'fast':>7} {'diff pts':>8}")
+    worst = 0.0
+    for values, outcome in zip(space.combinations(), outcomes):
+        keras_acc = records[outcome.config.key()]["val_accuracy"]
+        diff = 100 * abs(keras_acc - outcome.val_accuracy)
+        worst = max(worst, diff)
+        print(f"{label(values):52} {keras_acc:7.4f} {outcome.val_accuracy:7.4f} {diff:8.2f}")
+    mean_keras = sum(r["val_accuracy"] for r in records.values()) / len(records)
+    mean_fast = sum(o.val_accuracy for o in outcomes) / len(outcomes)
+    print(f"mean val accuracy: keras {mean_keras:.4f}, fast {mean_fast:.4f} "
+          f"(fast - keras {100 * (mean_fast - mean_keras):+.2f} points)")
+    verdict = "met" if worst <= TARGET_POINTS else "NOT met"
+    print(f"largest difference: {worst:.2f} points (target <= {TARGET_POINTS} points: {verdict})")
+    print(f"wall: KerasTuner {keras_s:.2f} s, fast trainer {per_core_s:.2f} s ({cores} single-thread processes), "
+          f"fast trainer in one process {single_s:.2f} s")
+    speed = keras_s / per_core_s
+    print(f"speed vs KerasTuner: {speed:.2f}x (target >= {TARGET_SPEEDUP:.1f}x: {'met' if speed >= TARGET_SPEEDUP else 'NOT met'})")
+    print(f"one process per core vs one process: {single_s / per_core_s:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
