@@ -13,11 +13,12 @@ from typing import Any, Mapping
 
 from rich.console import Console
 
-from grader import __version__, grade
+from grader import __version__, grade, verify
 from grader.jsonio import write_text_atomic
 from grader.result import Result, read_result
 from grader.rubric import load_rubric, rubric_problems
 from grader.scheduler import detect_gpus
+from grader.verify import Verification
 from grader.errors import GraderError
 
 
@@ -56,12 +57,15 @@ def gpu_names() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
-def apply_calibration(doc: Mapping[str, Any], result: Result, *, measured_on: Mapping[str, Any], date: str
-                      ) -> dict[str, Any]:
+def apply_calibration(doc: Mapping[str, Any], result: Result, *, measured_on: Mapping[str, Any], date: str,
+                      verification: Verification | None = None) -> dict[str, Any]:
     """The rubric document with the reference's figures recorded and every tier that declares a margin re-set.
 
     A tier `{"margin": m, "fraction": f}` gets `min_accuracy` = (reference's test accuracy for the
-    check's searches, the lowest of them) - m, rounded to 4 places. Pure: nothing is read or written.
+    check's searches, the lowest of them) - m, rounded to 4 places. With a verification (the rubric has a
+    verified_training check), the reference's claimed best val accuracies and the fast trainer's re-training of
+    the same configurations are recorded too: how far apart they lie here is what a tolerance must allow. Pure:
+    nothing is read or written.
     """
     accuracy = {e.search: e.test_accuracy for e in result.evaluations if e.test_accuracy is not None}
     out = json.loads(json.dumps(doc))
@@ -79,6 +83,10 @@ def apply_calibration(doc: Mapping[str, Any], result: Result, *, measured_on: Ma
             "score": {"earned": result.score.earned, "possible": result.score.possible} if result.score else None,
         },
     }
+    if verification is not None:
+        out["calibration"]["reference"]["verified"] = {
+            v.search: {"claimed_val_accuracy": v.claimed_val_accuracy, "retrained_val_accuracy": v.retrained_val_accuracy}
+            for v in verification.searches}
     for check in out["checks"]:
         if check["kind"] != "accuracy_threshold":
             continue
@@ -102,7 +110,12 @@ def main(*, rubric: Path, profile: str | None = None, gpus: str = "auto", consol
         out = Path(tmp) / "out"
         grade.main(submissions=[submission], rubric=rubric, out=out, profile=profile, gpus=gpus, force=True,
                    console=console)
+        checked = bool(verify.verified_checks(spec))
+        if checked:  # the fast trainer re-trains the reference's own claims, as it will each student's
+            verify.main(out=out, rubric=spec, retrain=True, log=console.print)
         result = read_result(out / "reference" / "result.json")
+        verification = (verify.read_verification(out / "reference" / verify.VERIFICATION_FILE, result.content_hash,
+                                                 spec) if checked and result is not None else None)
     if result is None or result.status != "completed":
         raise CalibrationError(f"the reference did not complete on this machine: "
                                f"{result.status + ': ' + result.message if result else 'no result'}")
@@ -110,7 +123,7 @@ def main(*, rubric: Path, profile: str | None = None, gpus: str = "auto", consol
     if failed:
         raise CalibrationError(f"the reference's models did not evaluate: {'; '.join(failed)}")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    calibrated = apply_calibration(spec.raw, result, measured_on=hardware(), date=date)
+    calibrated = apply_calibration(spec.raw, result, measured_on=hardware(), date=date, verification=verification)
     problems = rubric_problems(calibrated)
     if problems:
         raise CalibrationError(f"the calibrated rubric would be invalid: {problems[0]}")

@@ -46,6 +46,22 @@ def test_tiers_with_margins_follow_the_references_accuracy_and_provenance_is_rec
     assert rubric_problems(out) == []
 
 
+def test_the_fast_trainers_re_training_of_the_references_claims_is_recorded_beside_them() -> None:
+    from grader.verify import Verification, VerifiedSearch
+
+    verification = Verification(1, None, "mnist", "quick", "fasttrain-1", (
+        VerifiedSearch("grid", "trial 10, trials.jsonl line 11", {"learning_rate": 0.01}, 0.947, 0.957, 1.2, None),
+        VerifiedSearch("random", "trial 0, trials.jsonl line 17", {"learning_rate": 0.005}, 0.947, None, None,
+                       "epochs 60 is more than the 50 verify re-trains")))
+    out = calibrate.apply_calibration(rubric_with_margins(), reference_result(0.95, 0.91), measured_on={}, date="d",
+                                      verification=verification)
+    assert out["calibration"]["reference"]["verified"] == {
+        "grid": {"claimed_val_accuracy": 0.947, "retrained_val_accuracy": 0.957},
+        "random": {"claimed_val_accuracy": 0.947, "retrained_val_accuracy": None}}
+    assert "verified" not in calibrate.apply_calibration(rubric_with_margins(), reference_result(0.95, 0.91),
+                                                         measured_on={}, date="d")["calibration"]["reference"]
+
+
 def test_tiers_without_a_margin_are_left_alone() -> None:
     doc = json.loads((ROOT / "grader" / "rubrics" / "quick.json").read_text())
     out = calibrate.apply_calibration(doc, reference_result(0.95, 0.91), measured_on={}, date="d")

@@ -478,7 +478,7 @@ def test_a_judge_that_raises_becomes_an_error_result_and_the_others_still_run(mo
 
 def test_score_adds_up_points_and_check_results_keep_the_rubrics_titles_and_visibility() -> None:
     results = run_checks(FULL, evidence(trial("grid", "0"), spaces={}, run_status="completed", run_message=RAN))
-    assert score(results) == Score(6.0, 100.0)
+    assert score(results) == Score(10.0, 100.0)  # runtime's 4, and consistency's 6: no claim contradicts a measure
     hidden = next(c for c in results if c.id == "answer-ranking")
     assert (hidden.visibility, hidden.title, hidden.kind, hidden.max_points) == (
         "hidden", "Your hyperparameter ranking matches your trials", "answer_choice", 4.0)

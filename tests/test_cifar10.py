@@ -130,11 +130,13 @@ def test_an_unknown_GRADER_DATASET_is_refused_naming_the_known_ones(monkeypatch:
 
 
 def without_dataset_and_tiers(doc: dict) -> dict:
-    """A rubric document less what a CIFAR-10 rubric changes of its MNIST twin: description, dataset, accuracy tiers."""
+    """A rubric document less what a CIFAR-10 rubric changes of its MNIST twin: description, dataset, accuracy tiers,
+    the models' input shape."""
     doc = json.loads(json.dumps(doc))
     del doc["description"], doc["dataset"]
     for check in doc["checks"]:
         check["params"].pop("tiers", None)
+        check["params"].pop("input_shape", None)
     return doc
 
 

@@ -262,3 +262,33 @@ def test_the_hooks_records_are_read_bounded_and_only_plausible_counts_are_believ
     (records / "\udcff.json".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")).write_text(
         json.dumps({"datasets": {"cifar10": {"train": 3, "held_back": 3}}}))
     assert collect_datasets(layout) == {"mnist": (50000, 10000)}
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_the_tutorial_written_with_tf_keras_is_graded_as_written_on_the_tensorflow_backend(tmp_path: Path) -> None:
+    if not tensorflow_installed():
+        pytest.skip("TensorFlow backend not installed (pip install -e .[tf])")
+    notebook = nbformat.read(FIXTURE, as_version=4)
+    for cell in notebook.cells:  # the course's tutorials import Keras through TensorFlow
+        cell.source = cell.source.replace("import keras\n", "import tensorflow as tf\nfrom tensorflow import keras\n")
+    assert imports_tensorflow(_write(notebook, tmp_path / "subs" / "tutorial.ipynb"))
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "grade", str(tmp_path / "subs"), "--rubric", "quick",
+                           "--out", str(tmp_path / "out"), "--gpus", "none"],
+                          cwd=tmp_path, env=child_env(tmp_path / "home"), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = read_result(tmp_path / "out" / "tutorial" / "result.json")
+    assert (res.status, res.message) == ("completed", "ran to the end"), res.message
+    assert res.device is not None and "tensorflow" in res.device.frameworks
+    assert res.fallbacks[0] == ("Ran on the TensorFlow backend instead of torch: your code imports tensorflow "
+                                "(KERAS_BACKEND=tensorflow for this submission).")
+    assert list(res.fallbacks[1:3]) == TUTORIAL_NOTES
+    random = res.evaluations[1]
+    assert random.path.endswith("/checkpoint.keras") and random.error is None and random.test_accuracy >= 0.88
+    assert res.score.earned >= 17
+
+
+def _write(notebook: nbformat.NotebookNode, path: Path) -> Path:
+    path.parent.mkdir(parents=True)
+    nbformat.write(notebook, path)
+    return path
