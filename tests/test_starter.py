@@ -13,7 +13,8 @@ import pytest
 from conftest import ROOT, child_env
 from grader import template
 
-TODO_FUNCTIONS = ("build_model", "CNNHyperModel.fit", "grid_search_space", "random_search_space", "answer_questions")
+TODO_FUNCTIONS = ("build_model", "CNNHyperModel.fit", "grid_search_space", "random_search_space", "manual_trials",
+                  "answer_questions")
 # (cwd inside the course root, pytest's arguments): the two ways a student runs the self-checks.
 INVOCATIONS = {
     "pytest student_template/ from the course root": (".", ["student_template/"]),
@@ -61,11 +62,11 @@ def test_on_the_untouched_template_every_self_check_fails_naming_its_todo(tmp_pa
     proc = self_checks(course, invocation, tmp_path / "home")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"rootdir: {course / 'student_template'}\nconfigfile: pytest.ini\n" in proc.stdout
-    assert proc.stdout.strip().splitlines()[-1].strip("= ").startswith("7 failed, 2 errors"), proc.stdout[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].strip("= ").startswith("8 failed, 2 errors"), proc.stdout[-3000:]
     for function in TODO_FUNCTIONS:
         assert f"\n{function} is not written yet: NotImplementedError: TODO(student): " in proc.stdout, function
     failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
-    assert len(failed) == 9 and all(" is not written yet: " in line for line in failed), failed  # pytest cuts them
+    assert len(failed) == 10 and all(" is not written yet: " in line for line in failed), failed  # pytest cuts them
 
 
 @pytest.mark.slow
@@ -75,4 +76,4 @@ def test_with_the_reference_solution_every_self_check_passes(tmp_path: Path, inv
     proc = self_checks(course, invocation, tmp_path / "home")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"rootdir: {course / 'student_template'}\n" in proc.stdout
-    assert proc.stdout.strip().splitlines()[-1].strip("= ").startswith("9 passed"), proc.stdout[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].strip("= ").startswith("10 passed"), proc.stdout[-3000:]
