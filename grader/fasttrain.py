@@ -50,7 +50,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -403,8 +403,10 @@ def _cuda_visible() -> bool:
 
 
 def train_many(configs: Sequence[Config], data: "TrainVal", *, seed: int, workers: int | None = None,
-               device: str | None = None, grouped: bool | None = None, num_classes: int = 10) -> list[Outcome]:
-    """Train every configuration (one Outcome per input, in order; equal keys are trained once) in spawned workers.
+               device: str | None = None, grouped: bool | None = None, num_classes: int = 10,
+               on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Train every configuration (one Outcome per input, in order; equal keys are trained once) in spawned workers;
+    on_outcome, when given, gets each distinct configuration's Outcome as soon as it is trained (to save progress).
 
     device None: CUDA when a GPU is visible, else CPU. On CPU: `workers` single-thread processes (default: one per
     core), one configuration at a time. On CUDA (or grouped=True): configurations sharing (filters, kernel_size,
@@ -433,16 +435,21 @@ def train_many(configs: Sequence[Config], data: "TrainVal", *, seed: int, worker
     if workers == 0:
         device = _resolve_device(device)
         tensors = _as_tensors(data, device)
-        results = [_train_stack(task, tensors, seed=seed, device=device, num_classes=num_classes) for task in tasks]
+        results = []
+        for task in tasks:
+            results.append(_train_stack(task, tensors, seed=seed, device=device, num_classes=num_classes))
+            for outcome in results[-1] if on_outcome else ():
+                on_outcome(outcome)
     else:
         results = _run_workers(tasks, data, seed=seed, workers=min(workers, len(tasks)), device=device,
-                               threads=None if on_gpu else 1, num_classes=num_classes)
+                               threads=None if on_gpu else 1, num_classes=num_classes, on_outcome=on_outcome)
     done = {o.config.key(): o for outcomes in results for o in outcomes}
     return [replace(done[c.key()], config=c) for c in configs]
 
 
 def _run_workers(tasks: list[list[Config]], data: "TrainVal", *, seed: int, workers: int, device: str,
-                 threads: int | None, num_classes: int) -> list[list[Outcome]]:
+                 threads: int | None, num_classes: int, on_outcome: Callable[[Outcome], None] | None = None
+                 ) -> list[list[Outcome]]:
     """Train the tasks in `workers` fresh interpreters (python -m grader.fasttrain --worker), each given the next task
     as it finishes one; the data go through a temp folder, loaded once per worker; tasks and outcomes are JSON lines."""
     results: list[list[Outcome] | None] = [None] * len(tasks)
@@ -476,7 +483,9 @@ def _run_workers(tasks: list[list[Config]], data: "TrainVal", *, seed: int, work
                         i = key.data
                         line = procs[i].stdout.readline()  # type: ignore[union-attr]
                         reply = _reply(line, procs[i], Path(folder) / f"worker{i}.err")
-                        results[busy.pop(i)] = [_outcome_from_json(o) for o in reply["outcomes"]]
+                        done = results[busy.pop(i)] = [_outcome_from_json(o) for o in reply["outcomes"]]
+                        for outcome in done if on_outcome else ():
+                            on_outcome(outcome)
                         if pending:
                             busy[i] = pending.pop(0)
                             _send(procs[i], tasks[busy[i]], seed, num_classes)

@@ -10,9 +10,9 @@ configurations are keyed by :func:`config_id`; what the cache already holds is n
 Doing (:func:`main`): with ``retrain``, the configurations not in the cache are trained by ``grader.fasttrain``
 (one single-thread process per core on CPU, grouped on a GPU) on the same train/validation split the reference
 uses for the rubric's dataset and profile (``contract.PROFILE_SPLITS``, seed 0, the train split the grader
-gave the submissions), in chunks, each outcome written to the cache as its chunk ends: the cache
+gave the submissions), each outcome written to the cache as it ends: the cache
 (``OUT/.verify/<dataset>-<profile>-seed<seed>/<config id>.json``) survives re-runs and a killed verify loses
-at most one chunk. Then each student's :class:`Verification` is written to ``OUT/<student>/verification.json``,
+only the configurations still training. Then each student's :class:`Verification` is written to ``OUT/<student>/verification.json``,
 the rubric's ``verified_training`` checks are judged again with it, result.json, the feedback and the gradebook
 are rewritten for the students whose result changed, and a reviewer's overrides (OUT/review.csv) are applied again.
 Without ``retrain`` nothing is trained: the claims the cache answers are judged, the others stay "not re-trained
@@ -49,7 +49,6 @@ MAX_BATCH = 8192
 MAX_KERNEL = 15
 MAX_CACHE_BYTES = 1 << 20  # one cache entry (a few hundred bytes in practice)
 MAX_VERIFICATION_BYTES = 1 << 20
-CHUNK_PER_WORKER = 2  # configurations per worker trained between two cache writes
 
 
 class VerifyError(GraderError):
@@ -296,17 +295,15 @@ def main(*, out: Path, rubric: Rubric, retrain: bool, jobs: int | None = None, d
     outcomes = {cid: o for cid in wanted if (o := read_cached(folder, cid)) is not None}
     cached = len(outcomes)
     missing = [wanted[cid] for cid in wanted if cid not in outcomes]
-    trained = 0
     if retrain and missing:
-        data = _train_val(out, rubric)
-        step = max(1, (jobs or 2) * CHUNK_PER_WORKER)
-        for start in range(0, len(missing), step):
-            chunk = [c for c in missing[start:start + step] if c is not None]
-            for outcome in train_many(chunk, data, seed=SEED, workers=jobs, device=device):
-                write_cached(folder, outcome)
-                outcomes[config_id(outcome.config)] = outcome
-            trained += len(chunk)
-            log(f"re-trained {trained} of {len(missing)} configurations")
+
+        def keep(outcome: Outcome) -> None:  # cached as each ends: a killed verify loses only what was training
+            write_cached(folder, outcome)
+            outcomes[config_id(outcome.config)] = outcome
+            log(f"re-trained {len(outcomes) - cached} of {len(missing)} configurations")
+
+        train_many([c for c in missing if c is not None], _train_val(out, rubric), seed=SEED, workers=jobs,
+                   device=device, on_outcome=keep)
     changed = []
     for student_folder, result, evidence, claims in students:
         verification = verification_for(result, claims, outcomes, rubric)
@@ -321,7 +318,7 @@ def main(*, out: Path, rubric: Rubric, retrain: bool, jobs: int | None = None, d
 
     rebuild_gradebook(out)
     claims_count = sum(len(claims) for *_, claims in students)
-    return VerifyReport(claims=claims_count, configurations=len(wanted), cached=cached, trained=trained,
+    return VerifyReport(claims=claims_count, configurations=len(wanted), cached=cached, trained=len(outcomes) - cached,
                         pending=len(wanted) - len(outcomes), changed=tuple(changed),
                         problems=tuple(skipped) + tuple(merge.problems))
 
