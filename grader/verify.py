@@ -291,7 +291,8 @@ def main(*, out: Path, rubric: Rubric, retrain: bool, jobs: int | None = None, d
         evidence = _evidence(out / folder, rubric)
         students.append((folder, result, evidence, claims_of(evidence, searches)))
     folder = cache_dir(out, rubric.dataset, rubric.profile)
-    wanted = {c.config_id: c.config for *_, claims in students for c in claims if c.config is not None}
+    wanted: dict[str, Config] = {config_id(c.config): c.config for *_, claims in students for c in claims
+                                 if c.config is not None}
     outcomes = {cid: o for cid in wanted if (o := read_cached(folder, cid)) is not None}
     cached = len(outcomes)
     missing = [wanted[cid] for cid in wanted if cid not in outcomes]
@@ -302,8 +303,7 @@ def main(*, out: Path, rubric: Rubric, retrain: bool, jobs: int | None = None, d
             outcomes[config_id(outcome.config)] = outcome
             log(f"re-trained {len(outcomes) - cached} of {len(missing)} configurations")
 
-        train_many([c for c in missing if c is not None], _train_val(out, rubric), seed=SEED, workers=jobs,
-                   device=device, on_outcome=keep)
+        train_many(missing, _train_val(out, rubric), seed=SEED, workers=jobs, device=device, on_outcome=keep)
     changed = []
     for student_folder, result, evidence, claims in students:
         verification = verification_for(result, claims, outcomes, rubric)
