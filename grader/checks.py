@@ -305,8 +305,8 @@ def judge_random_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
     outside = [t for t in done if t.outside]
     if outside:
         first = outside[0]
-        found.append(f"{len(outside)} of {len(done)} completed trials lie outside the declared ranges (first: trial "
-                     f"{escaped_line(first.trial_id, 40)}, {first.source}: {', '.join(first.outside)})")
+        found.append(f"{len(outside)} of {len(done)} completed trials lie outside the declared ranges (first: "
+                     f"{_trial_name(first)}: {', '.join(first.outside)})")
     actions = [f"run at least {need} {search} trials sampled from your declared ranges"]
     if unsampled and len(inside) >= 2:  # with fewer trials the count already says what is wrong
         found += unsampled
@@ -366,8 +366,8 @@ def judge_bayesian_coverage(params: Mapping[str, Any], ev: Evidence) -> Verdict:
     outside = [t for t in done if t.outside]
     if outside:
         first = outside[0]
-        found.append(f"{len(outside)} of {len(done)} completed trials lie outside the declared ranges (first: trial "
-                     f"{escaped_line(first.trial_id, 40)}, {first.source}: {', '.join(first.outside)})")
+        found.append(f"{len(outside)} of {len(done)} completed trials lie outside the declared ranges (first: "
+                     f"{_trial_name(first)}: {', '.join(first.outside)})")
         actions.append("sample only from your declared bayesian ranges")
     mine = concentration(space, inside)
     rand_space = ev.spaces.get("random")
@@ -570,10 +570,6 @@ def _manual_against_automated(ev: Evidence) -> str:
         return "no automated search has a completed trial to compare the manual search with"
     rival = max(automated, key=lambda s: float(ev.best_of(s).val_accuracy or 0.0))  # type: ignore[union-attr]
     return f"best manual {shown('manual').removeprefix('manual ')} against the best automated search, {shown(rival)}"
-
-
-def _trial_name(trial: Trial) -> str:
-    return f"trial {escaped_line(trial.trial_id, 40)}, {trial.source}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1175,6 +1171,11 @@ def _trial_note(ev: Evidence) -> list[str]:
         return []
     more = f" (and {len(found) - 1} more problem{_s(len(found) - 1)} in your trial files)" if len(found) > 1 else ""
     return [f"{found[0]}{more}"]
+
+
+def _trial_name(trial: Trial) -> str:
+    """'trial 03, trials.jsonl line 4': a trial as a message names it (its id escaped and cut short)."""
+    return f"trial {escaped_line(trial.trial_id, 40)}, {trial.source}"
 
 
 def _say(found: Sequence[str], action: str) -> str:

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from grader.evidence import Trial
+from grader.jsonio import finite_number
 from grader.parse import escaped_line
 from tunekit import analysis
 
@@ -279,11 +280,11 @@ class Figures:
             where = f"{t.search} trial {t.trial_id}"
             if t.completed:
                 measures.append(Figure(float(t.val_accuracy or 0.0), f"{where}'s val accuracy {t.val_accuracy:.4f}", 2))
-                if _finite(t.val_loss):
+                if finite_number(t.val_loss):
                     losses.append(Figure(float(t.val_loss or 0.0), f"{where}'s val loss {t.val_loss:.4f}", 2))
-            if _finite(t.train_seconds):
+            if finite_number(t.train_seconds):
                 seconds.append(Figure(float(t.train_seconds or 0.0), f"{where}'s train seconds {t.train_seconds:.1f} s", 2))
-            settings += [Figure(float(v), f"{name} {v}") for name, v in t.hyperparameters.items() if _finite(v)]
+            settings += [Figure(float(v), f"{name} {v}") for name, v in t.hyperparameters.items() if finite_number(v)]
         searches = list(dict.fromkeys(t.search for t in trials))
         best: dict[str, float] = {}
         total: dict[str, float] = {}
@@ -294,11 +295,11 @@ class Figures:
                 measures.append(Figure(best[search], f"the {search} search's best val accuracy {best[search]:.4f}"))
                 mean = sum(accs) / len(accs)
                 measures.append(Figure(mean, f"the {search} search's mean val accuracy {mean:.4f}", 1))
-            secs = [float(t.train_seconds or 0.0) for t in trials if t.search == search and _finite(t.train_seconds)]
+            secs = [float(t.train_seconds or 0.0) for t in trials if t.search == search and finite_number(t.train_seconds)]
             if secs:
                 total[search] = sum(secs)
                 seconds.append(Figure(total[search], f"the {search} search's total train seconds {total[search]:.1f} s"))
-        every = [float(t.train_seconds or 0.0) for t in trials if _finite(t.train_seconds)]
+        every = [float(t.train_seconds or 0.0) for t in trials if finite_number(t.train_seconds)]
         if len(total) > 1:
             seconds.append(Figure(sum(every), f"all your trials' train seconds {sum(every):.1f} s"))
         for a, a_seconds in total.items():
@@ -326,10 +327,6 @@ class Figures:
                         points.append(Figure(gap, f"{effect.name} {level.label}'s mean val accuracy {gap:.1f} points "
                                                   f"above {other.label}'s"))
         return cls(_Pool(measures), _Pool(losses), _Pool(seconds), _Pool(ratios), _Pool(points), _Pool(settings))
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _rounded(pool: _Pool, n: Cited) -> Figure | None:
@@ -498,5 +495,5 @@ def direction_claims(text: str, trials: Iterable[Trial], hyperparameter: str,
 
 def _level_order(level: analysis.Level) -> tuple[int, float, str]:
     low = level.low
-    return (0, float(low), "") if _finite(low) else (1, 0.0, str(low))
+    return (0, float(low), "") if finite_number(low) else (1, 0.0, str(low))
 

@@ -319,6 +319,20 @@ def gather(
     )
 
 
+def gather_graded(student_dir: str | os.PathLike[str], *, aliases: Mapping[str, str] | None = None) -> Evidence:
+    """What grading read, read again from the grader's own copy in a graded student's folder (OUT/<student>): the
+    collected output dir, the executed notebook's answers and the KerasTuner files found in the work dir, no link
+    followed. For the verbs that come after grading (review, verify, report); the run itself is not known here."""
+    from grader.session import EXECUTED_NOTEBOOK, Layout
+
+    layout = Layout(Path(student_dir))
+    notebook = layout.collected_notebook / EXECUTED_NOTEBOOK
+    work = layout.collected_work
+    return gather(layout.collected_outputs, aliases=aliases,
+                  notebook=notebook if notebook.is_file() and not notebook.is_symlink() else None,
+                  work_projects=work if work.is_dir() and not work.is_symlink() else None)
+
+
 def find_tuner_projects(output_dir: str | os.PathLike[str], work_projects: str | os.PathLike[str] | None = None,
                         aliases: Mapping[str, str] | None = None) -> dict[str, TunerProject]:
     """Each search's KerasTuner project, as gather reads them (output dir first), without the rest of the evidence."""

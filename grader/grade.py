@@ -35,6 +35,7 @@ from grader.result import (
     read_result,
     write_result,
 )
+from grader.review import apply_reviews
 from grader.rubric import Rubric, load_rubric
 from grader.runner import Graded, Job, TestSplit, grade_submission
 from grader.sandbox import (
@@ -175,8 +176,6 @@ def main(
             stop_all()
             raise
     # a reviewer's overrides (OUT/review.csv) stand over a regrade too
-    from grader.review import apply_reviews
-
     merge = apply_reviews(out, gradebook=False)
     for merged in merge.changed:
         book.update(merged)

@@ -41,13 +41,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from grader.checks import score
 from grader.errors import GraderError
+from grader.evidence import Evidence
 from grader.jsonio import write_text_atomic
 from grader.result import (
     CheckResult,
     Override,
     Result,
-    Score,
     read_results,
     write_result,
 )
@@ -417,9 +418,7 @@ def override_result(result: Result, entries: Mapping[str, Entry], untouched: set
             checks.append(_restored(check))
     if tuple(checks) == result.checks:
         return result
-    earned = round(sum(c.points for c in checks), 2)
-    possible = round(sum(c.max_points for c in checks), 2)
-    return replace(result, checks=tuple(checks), score=Score(earned=earned, possible=possible))
+    return replace(result, checks=tuple(checks), score=score(checks))
 
 
 def _overridden(check: CheckResult, entry: Entry, at: str) -> CheckResult:
@@ -454,16 +453,16 @@ def _shown(text: str) -> str:
     return one_line(text, 80)
 
 
-def rewrite_feedback(student_dir: Path, result: Result) -> None:
+def rewrite_feedback(student_dir: Path, result: Result, evidence: Evidence | None = None) -> None:
     """Write both copies of a student's feedback again for result, with the trials read from the grader's own copy of
-    the output dir (collected/, as at grading time), so the plots stay."""
-    from grader.evidence import gather
+    the output dir (collected/, as at grading time; `evidence` when the caller has read it already), so the plots
+    stay."""
+    from grader.evidence import gather_graded
     from grader.feedback import write_feedback
     from grader.session import Layout
 
     layout = Layout(student_dir)
-    evidence = gather(layout.collected_outputs, work_projects=layout.collected / "work"
-                      if (layout.collected / "work").is_dir() else None)
+    evidence = evidence if evidence is not None else gather_graded(student_dir)
     trials = [t.as_record() for t in evidence.trials]
     source = evidence.trials_source if layout.collected_outputs.is_dir() else None
     for audience in ("student", "instructor"):

@@ -268,7 +268,7 @@ def _work_tuner_kept(rel: str) -> bool:
 def collect_work_projects(layout: Layout) -> Path:
     """Copy the oracle.json and trial.json files found in the work dir, outside the output dir, out of the sandbox's
     tree (a tutorial's ``directory="my_dir"``); returns the copy, which grader.evidence walks for projects."""
-    found = harvest(layout.work, layout.collected / "work", limits=WORK_TUNER_LIMITS, keep=_work_tuner_kept,
+    found = harvest(layout.work, layout.collected_work, limits=WORK_TUNER_LIMITS, keep=_work_tuner_kept,
                     within=layout.root)
     return found.root
 

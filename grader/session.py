@@ -74,6 +74,11 @@ class Layout:
         return self.collected / "notebook"
 
     @property
+    def collected_work(self) -> Path:
+        """The grader's copy of the KerasTuner files found elsewhere in the work dir (grader.runner)."""
+        return self.collected / "work"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

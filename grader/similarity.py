@@ -43,7 +43,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
-from grader.evidence import Evidence, gather
+from grader.evidence import Evidence, gather_graded
 from grader.jsonio import finite_number
 from grader.result import Result, read_results
 from grader.text import one_line, plain_text
@@ -146,20 +146,9 @@ def read_works(out: str | Path, aliases: Mapping[str, str] | None = None
                ) -> tuple[list[tuple[str, Result, Evidence]], list[str]]:
     """Every graded student under out as (folder, result, evidence read from its grader-side copy), and the one-line
     error of each result file that could not be read."""
-    from grader.session import EXECUTED_NOTEBOOK, Layout
-
     root = Path(out)
     found, skipped = read_results(root)
-    out_list = []
-    for folder, result in found:
-        layout = Layout(root / folder)
-        notebook = layout.collected_notebook / EXECUTED_NOTEBOOK
-        work = layout.collected / "work"
-        evidence = gather(layout.collected_outputs, aliases=aliases,
-                          notebook=notebook if notebook.is_file() and not notebook.is_symlink() else None,
-                          work_projects=work if work.is_dir() and not work.is_symlink() else None)
-        out_list.append((folder, result, evidence))
-    return out_list, skipped
+    return [(folder, result, gather_graded(root / folder, aliases=aliases)) for folder, result in found], skipped
 
 
 def similar_pairs(out: str | Path, aliases: Mapping[str, str] | None = None) -> Similarity:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,10 +30,10 @@ from typing import Any
 
 from grader import contract
 from grader.errors import GraderError
-from grader.evidence import Evidence, Trial, gather
+from grader.evidence import Evidence, Trial, gather_graded
 from grader.fasttrain import Config, FastTrainError, Outcome, train_many
-from grader.jsonio import schema_errors, write_json_atomic
-from grader.result import Result, Score, read_results, write_result
+from grader.jsonio import finite_number, schema_errors, write_json_atomic
+from grader.result import Result, read_results, write_result
 from grader.rubric import Check, Rubric
 from grader.validate import FileProblem, read_regular
 
@@ -149,7 +148,7 @@ def _claim(search: str, trial: Trial) -> Claim:
                                                if k in contract.HYPERPARAMETERS}}
     where = f"trial {trial.trial_id[:40]}, {trial.source}"
     claimed = float(trial.val_accuracy or 0.0)
-    odd = [name for name, value in values.items() if not _number(value)]
+    odd = [name for name, value in values.items() if not finite_number(value)]
     if odd:
         numbers = {k: v for k, v in values.items() if k not in odd}
         return Claim(search, where, numbers, claimed, None, f"{odd[0]} is not a number the baseline CNN takes")
@@ -250,15 +249,14 @@ def read_verification(path: Path, content_hash: str | None, rubric: Rubric) -> V
 
 def rejudged(result: Result, rubric: Rubric, evidence: Evidence) -> Result:
     """result with its verified_training checks judged again on evidence (the others as they were)."""
-    from grader.checks import run_check
+    from grader.checks import run_check, score
 
     fresh = {c.id: run_check(c, evidence) for c in verified_checks(rubric)}
     checks = tuple(fresh.get(c.id, c) if c.override is None else _kept_override(c, fresh.get(c.id)) for c in
                    result.checks)
     if checks == result.checks:
         return result
-    return replace(result, checks=checks, score=Score(earned=round(sum(c.points for c in checks), 2),
-                                                      possible=round(sum(c.max_points for c in checks), 2)))
+    return replace(result, checks=checks, score=score(checks))
 
 
 def _kept_override(check: Any, fresh: Any) -> Any:
@@ -288,7 +286,7 @@ def main(*, out: Path, rubric: Rubric, retrain: bool, jobs: int | None = None, d
         raise VerifyError(f"no result.json under {out}: grade the submissions first (grader grade ... --out {out})")
     students: list[tuple[str, Result, Evidence, tuple[Claim, ...]]] = []
     for folder, result in found:
-        evidence = _evidence(out / folder, rubric)
+        evidence = gather_graded(out / folder, aliases=rubric.aliases)
         students.append((folder, result, evidence, claims_of(evidence, searches)))
     folder = cache_dir(out, rubric.dataset, rubric.profile)
     wanted: dict[str, Config] = {config_id(c.config): c.config for *_, claims in students for c in claims
@@ -311,7 +309,7 @@ def main(*, out: Path, rubric: Rubric, retrain: bool, jobs: int | None = None, d
         updated = rejudged(result, rubric, replace(evidence, verification=verification))
         if updated != result:
             write_result(out / student_folder / "result.json", updated)
-            rewrite_feedback(out / student_folder, updated)
+            rewrite_feedback(out / student_folder, updated, evidence)
             changed.append(updated.student_id)
     merge = apply_reviews(out, gradebook=False)
     from grader.gradebook import rebuild_gradebook
@@ -321,15 +319,6 @@ def main(*, out: Path, rubric: Rubric, retrain: bool, jobs: int | None = None, d
     return VerifyReport(claims=claims_count, configurations=len(wanted), cached=cached, trained=len(outcomes) - cached,
                         pending=len(wanted) - len(outcomes), changed=tuple(changed),
                         problems=tuple(skipped) + tuple(merge.problems))
-
-
-def _evidence(student_dir: Path, rubric: Rubric) -> Evidence:
-    """The trials as the grader read them at grading time: its own copy of the output dir (collected/)."""
-    from grader.session import Layout
-
-    layout = Layout(student_dir)
-    work = layout.collected / "work"
-    return gather(layout.collected_outputs, aliases=rubric.aliases, work_projects=work if work.is_dir() else None)
 
 
 def _train_val(out: Path, rubric: Rubric) -> Any:
@@ -348,16 +337,12 @@ def _train_val(out: Path, rubric: Rubric) -> Any:
         raise VerifyError(f"cannot load the {rubric.dataset} train split to re-train with: {exc}") from None
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _fraction(value: Any) -> bool:
-    return _number(value) and 0 <= value <= 1
+    return finite_number(value) and 0 <= value <= 1
 
 
 def _seconds(value: Any) -> bool:
-    return _number(value) and value >= 0
+    return finite_number(value) and value >= 0
 
 
 def _fmt(value: Any) -> str:

@@ -192,7 +192,7 @@ def test_the_manual_oracle_trains_the_plan_in_order_and_logs_each_reason(tmp_pat
         return model
 
     oracle = ORACLES["manual"](objective=kt.Objective("val_accuracy", "max"), hyperparameters=to_keras_tuner(space),
-                               plan=[(p, t.reason) for p, t in zip(space.points(), space.trials)])
+                               plan=space)
     log = TrialLog(tmp_path / "out" / "trials.jsonl")
     tuner = RecordingTuner(search="manual", trial_log=log, seed=0, oracle=oracle, hypermodel=build,
                            directory=str(tmp_path / "tuner"), project_name="manual")

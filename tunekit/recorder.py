@@ -8,12 +8,13 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import keras_tuner as kt
 
 from grader.contract import CONTRACT_VERSION, HYPERPARAMETERS
+from tunekit.spaces import ManualSpace
 
 
 class TrialLog:
@@ -88,10 +89,10 @@ class BayesianOptimizationOracle(_DeadlineOracle, kt.oracles.BayesianOptimizatio
 class ManualOracle(_DeadlineOracle, kt.Oracle):
     """Hands out hand-chosen configurations in order, one per trial, keeping each one's reason for trials.jsonl."""
 
-    def __init__(self, *args: Any, plan: Sequence[tuple[dict[str, Any], str]] = (), **kwargs: Any) -> None:
-        kwargs["max_trials"] = len(plan)
+    def __init__(self, *args: Any, plan: ManualSpace, **kwargs: Any) -> None:
+        kwargs["max_trials"] = plan.size
         super().__init__(*args, **kwargs)
-        self.plan = list(plan)
+        self.plan = list(zip(plan.points(), (t.reason for t in plan.trials)))
         self.reasons: dict[str, str] = {}
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
